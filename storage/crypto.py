@@ -1,0 +1,219 @@
+"""Encryption at rest.
+
+* :class:`Cipher` wraps :class:`cryptography.fernet.MultiFernet` (authenticated encryption,
+  newest key first, so keys can be rotated without downtime) and derives keyed HMAC lookup
+  keys, so a citizen can be found by their Telegram user id without storing the id.
+* :class:`EncryptedText` and :class:`EncryptedJSON` are SQLAlchemy column types that encrypt
+  on the way into the database and decrypt on the way out. They take the cipher from a
+  module-level holder (:func:`set_cipher`), because a column type is created at import
+  time, long before the keys are known.
+
+Nothing in this module logs, and no exception message carries a key, a token or a
+plaintext.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Cipher",
+    "EncryptedJSON",
+    "EncryptedText",
+    "InvalidKeys",
+    "InvalidToken",
+    "current_cipher",
+    "set_cipher",
+]
+
+_LOOKUP_INFO = b"rph-lookup"
+
+
+class InvalidKeys(ValueError):
+    """The configured key list is empty or holds something that is not a Fernet key."""
+
+
+def _derive_lookup_key(fernet_key: str) -> bytes:
+    raw = base64.urlsafe_b64decode(fernet_key.encode("ascii"))
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_LOOKUP_INFO).derive(raw)
+
+
+class Cipher:
+    """Fernet encryption with key rotation plus keyed lookups.
+
+    ``keys`` are url-safe base64 Fernet keys, **newest first**: new tokens are always made
+    with the first key, any of them decrypts. A single key string is accepted as a
+    one-element list.
+    """
+
+    __slots__ = ("_fernet", "_lookup_keys")
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        if isinstance(keys, str | bytes):
+            keys = [keys.decode("ascii") if isinstance(keys, bytes) else keys]
+        cleaned: list[str] = []
+        for position, key in enumerate(keys or ()):
+            if isinstance(key, bytes):
+                try:
+                    key = key.decode("ascii")
+                except UnicodeDecodeError:
+                    raise InvalidKeys(f"encryption key #{position + 1} is malformed") from None
+            if not isinstance(key, str) or not key.strip():
+                raise InvalidKeys(f"encryption key #{position + 1} is empty or not a string")
+            key = key.strip()
+            try:
+                # strict: Fernet itself silently ignores stray characters
+                if len(base64.b64decode(key, altchars=b"-_", validate=True)) != 32:
+                    raise ValueError
+                Fernet(key)
+            except (ValueError, TypeError, binascii.Error):
+                # never echo the key itself
+                raise InvalidKeys(
+                    f"encryption key #{position + 1} is not a valid Fernet key "
+                    "(32 url-safe base64-encoded bytes)"
+                ) from None
+            if key not in cleaned:
+                cleaned.append(key)
+        if not cleaned:
+            raise InvalidKeys("at least one encryption key is required")
+        self._fernet = MultiFernet([Fernet(key) for key in cleaned])
+        self._lookup_keys: tuple[bytes, ...] = tuple(_derive_lookup_key(k) for k in cleaned)
+
+    def __repr__(self) -> str:
+        return f"<Cipher keys={len(self._lookup_keys)}>"
+
+    @property
+    def key_count(self) -> int:
+        return len(self._lookup_keys)
+
+    def same_keys(self, other: Cipher) -> bool:
+        """True if ``other`` was configured with the same keys in the same order."""
+        return hmac.compare_digest(b"".join(self._lookup_keys), b"".join(other._lookup_keys))
+
+    # --- encryption -----------------------------------------------------------------------
+
+    def encrypt(self, data: bytes | str) -> str:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"can only encrypt bytes or str, not {type(data).__name__}")
+        return self._fernet.encrypt(bytes(data)).decode("ascii")
+
+    def decrypt(self, token: str | bytes) -> bytes:
+        """Raises :class:`cryptography.fernet.InvalidToken` if no configured key fits or the
+        token was tampered with."""
+        if isinstance(token, str):
+            token = token.encode("ascii")
+        return self._fernet.decrypt(token)
+
+    def rotate(self, token: str | bytes) -> str:
+        """Re-encrypt ``token`` with the newest key (keeps the original timestamp)."""
+        if isinstance(token, str):
+            token = token.encode("ascii")
+        return self._fernet.rotate(token).decode("ascii")
+
+    # --- lookups --------------------------------------------------------------------------
+
+    def lookup_key(self, value: str) -> str:
+        """Hex HMAC-SHA256 of ``value`` under a key derived (HKDF) from the newest Fernet
+        key. Deterministic, so it can be indexed; useless without the key."""
+        return self._hmac(self._lookup_keys[0], value)
+
+    def lookup_keys(self, value: str) -> list[str]:
+        """:meth:`lookup_key` under every configured key, newest first, so rows written
+        before a key rotation are still found."""
+        return [self._hmac(key, value) for key in self._lookup_keys]
+
+    @staticmethod
+    def _hmac(key: bytes, value: str) -> str:
+        return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def generate_key() -> str:
+        return Fernet.generate_key().decode("ascii")
+
+
+# --- the holder the column types read from --------------------------------------------------
+
+_cipher: Cipher | None = None
+
+
+def set_cipher(cipher: Cipher | None) -> None:
+    """Install the process-wide cipher used by the encrypted column types (``None`` clears
+    it). :class:`storage.repository.SqlRepository` does this in its constructor."""
+    global _cipher
+    if cipher is not None and not isinstance(cipher, Cipher):
+        raise TypeError(f"expected a Cipher, not {type(cipher).__name__}")
+    _cipher = cipher
+
+
+def current_cipher() -> Cipher:
+    if _cipher is None:
+        raise RuntimeError(
+            "no cipher configured for encrypted columns: call storage.set_cipher(Cipher(keys)) "
+            "or create a SqlRepository before reading or writing encrypted data"
+        )
+    return _cipher
+
+
+# --- column types ---------------------------------------------------------------------------
+
+
+class EncryptedText(TypeDecorator[str]):
+    """A ``str`` stored as a Fernet token in a TEXT column. ``None`` stays NULL.
+
+    Tokens are randomised, so these columns cannot be compared or searched in SQL.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise TypeError(f"EncryptedText takes str, not {type(value).__name__}")
+        return current_cipher().encrypt(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return current_cipher().decrypt(value).decode("utf-8")
+
+    def process_literal_param(self, value: Any, dialect: Dialect) -> str:
+        raise NotImplementedError("encrypted values cannot be rendered as SQL literals")
+
+
+class EncryptedJSON(TypeDecorator[Any]):
+    """Any JSON-serialisable value stored as a Fernet token in a TEXT column. ``None`` stays
+    NULL. Values that JSON does not know (datetimes, enums, ...) are stored as ``str()``."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        document = json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+        return current_cipher().encrypt(document)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return json.loads(current_cipher().decrypt(value))
+
+    def process_literal_param(self, value: Any, dialect: Dialect) -> str:
+        raise NotImplementedError("encrypted values cannot be rendered as SQL literals")

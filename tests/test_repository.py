@@ -1,0 +1,539 @@
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from storage import (
+    CaseNotFound,
+    Cipher,
+    SqlRepository,
+    set_cipher,
+)
+
+NOW = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
+USER_ID = 731_946_285
+CHAT_ID = 731_946_285
+OTHER_USER = 602_417_938
+SECRET_TEXT = "Jeg heter Kari Nordmann og sover dårlig"
+PHONE = "+47 912 34 567"
+PHONE_DIGITS = "91234567"
+
+
+def later(minutes: int) -> datetime:
+    return NOW + timedelta(minutes=minutes)
+
+
+def new_case(repo: SqlRepository, update_id: int | None = 1, user_id: int = USER_ID, **kw):
+    return repo.apply_update(
+        update_id,
+        user_id=user_id,
+        chat_id=kw.pop("chat_id", user_id),
+        lang=kw.pop("lang", "nb"),
+        session=kw.pop("session", {"state": "q1", "answers": {}}),
+        state=kw.pop("state", "q1"),
+        now=kw.pop("now", NOW),
+        **kw,
+    )
+
+
+def raw_rows(database_url: str) -> dict[str, list[tuple]]:
+    """Every row of every table, read with plain SQL (no decrypting column types)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table: [tuple(row) for row in conn.execute(text(f'SELECT * FROM "{table}"'))]
+                for table in inspect(conn).get_table_names()
+            }
+    finally:
+        engine.dispose()
+
+
+def count(database_url: str, table: str, where: str = "1=1", **params) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                text(f'SELECT COUNT(*) FROM "{table}" WHERE {where}'), params
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def sqlite_files(database_url: str) -> list[Path]:
+    path = Path(make_url(database_url).database)
+    return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
+
+
+# --- basics ----------------------------------------------------------------------------------
+
+
+def test_ping_and_parent_directory_created(repo, database_url):
+    assert repo.ping()
+    if database_url.startswith("sqlite"):
+        assert Path(make_url(database_url).database).exists()
+
+
+def test_apply_update_creates_citizen_and_case(repo):
+    case = new_case(repo, session={"state": "q1", "answers": {"age": 34}})
+    assert case is not None
+    assert case.status == "screening" and case.priority == 0 and case.reasons == []
+    assert case.session == {"state": "q1", "answers": {"age": 34}}
+    assert case.label.startswith("K-") and len(case.label) == 6
+    assert case.created_at == NOW and case.created_at.tzinfo is not None
+    assert case.finished_at is None
+
+    citizen = repo.find_citizen(USER_ID)
+    assert citizen is not None
+    assert citizen.chat_id == CHAT_ID and citizen.lang == "nb"
+    assert case.citizen_id == citizen.id
+    assert repo.find_citizen(OTHER_USER) is None
+    assert repo.current_case(citizen.id) == case
+    assert repo.case(case.id) == case
+    assert repo.case_by_label(case.label.lower()) == case
+    assert repo.case(10_000) is None
+
+
+def test_apply_update_updates_the_case(repo):
+    case = new_case(repo)
+    oslo = ZoneInfo("Europe/Oslo")
+    stored = repo.apply_update(
+        2,
+        user_id=USER_ID,
+        chat_id=CHAT_ID,
+        lang="nn",
+        session={"state": "done", "answers": {"q1": 2}},
+        state="done",
+        now=later(5).astimezone(oslo),
+        case_id=case.id,
+        finished=True,
+    )
+    assert stored is not None and stored.id == case.id
+    assert stored.state == "done" and stored.session["answers"] == {"q1": 2}
+    assert stored.updated_at == later(5) and stored.updated_at.tzinfo == UTC
+    assert stored.finished_at == later(5)
+    assert stored.created_at == NOW
+    assert repo.find_citizen(USER_ID).lang == "nn"
+    # finished_at is set once
+    again = repo.apply_update(
+        3, user_id=USER_ID, chat_id=CHAT_ID, lang="nn", session={}, state="done",
+        now=later(9), case_id=case.id, finished=True,
+    )  # fmt: skip
+    assert again.finished_at == later(5)
+
+
+def test_apply_update_refuses_another_citizens_case(repo):
+    theirs = new_case(repo, 1, user_id=OTHER_USER)
+    with pytest.raises(CaseNotFound):
+        new_case(repo, 2, case_id=theirs.id)
+    # the failed update left nothing behind, not even its update id
+    assert not repo.was_processed(2)
+    assert repo.find_citizen(USER_ID) is None
+
+
+def test_naive_datetimes_are_refused(repo):
+    with pytest.raises(ValueError, match="naive"):
+        new_case(repo, now=datetime(2025, 1, 1, 12, 0))
+
+
+def test_duplicate_update_is_applied_once(repo, database_url):
+    first = new_case(repo, 77, session={"n": 1})
+    assert repo.was_processed(77) and not repo.was_processed(78)
+    assert new_case(repo, 77, session={"n": 2}) is None
+    assert new_case(repo, 77, session={"n": 3}, case_id=first.id) is None
+    assert repo.case(first.id).session == {"n": 1}
+    assert count(database_url, "triage_case") == 1
+    assert count(database_url, "processed_update") == 1
+    # no update id: always applied
+    assert new_case(repo, None, case_id=first.id, session={"n": 4}).session == {"n": 4}
+
+
+def test_concurrent_first_updates_of_one_citizen_make_one_citizen(repo, database_url):
+    results: list = []
+    barrier = threading.Barrier(10)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        results.append(new_case(repo, 1000 + i))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 10 and all(r is not None for r in results)
+    assert count(database_url, "citizen") == 1
+    assert len({r.label for r in results}) == 10
+
+
+# --- privacy -------------------------------------------------------------------------------
+
+
+def test_nothing_sensitive_in_clear_in_the_database(repo, database_url, cipher):
+    session = {"important": SECRET_TEXT, "answers": {"phone": PHONE, "mood": 2}}
+    case = new_case(repo, 4242, session=session, chat_id=CHAT_ID + 1)
+    repo.set_routing(case.id, 3, ["suicidal_ideation"], later(1))
+    repo.add_relay(case.id, "citizen_to_therapist", f"Ring meg på {PHONE}", later(2))
+    repo.audit("system", "case_opened", case.id, later(2))
+
+    forbidden = [
+        "Kari",
+        "Nordmann",
+        "sover",
+        "dårlig",
+        PHONE,
+        "912 34 567",
+        PHONE_DIGITS,
+        "suicidal",
+        "important",
+        str(USER_ID),
+        str(CHAT_ID + 1),
+    ]
+    rows = raw_rows(database_url)
+    dump = repr(rows)
+    for needle in forbidden:
+        assert needle not in dump, needle
+    # ... but it is all there, encrypted
+    (case_row,) = rows["triage_case"]
+    columns = list(raw_rows_columns(database_url, "triage_case"))
+    token = case_row[columns.index("session")]
+    assert SECRET_TEXT.encode() in cipher.decrypt(token)
+    (citizen_row,) = rows["citizen"]
+    assert cipher.lookup_key(str(USER_ID)) in citizen_row
+
+    if database_url.startswith("sqlite"):
+        for files_when in ("open", "disposed"):
+            if files_when == "disposed":
+                repo.dispose()
+            blob = b"".join(p.read_bytes() for p in sqlite_files(database_url))
+            assert blob, "no database file found"
+            for needle in forbidden:
+                assert needle.encode("utf-8") not in blob, (files_when, needle)
+
+
+def raw_rows_columns(database_url: str, table: str) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [c["name"] for c in inspect(conn).get_columns(table)]
+    finally:
+        engine.dispose()
+
+
+def test_records_do_not_show_sensitive_fields_in_repr(repo):
+    case = new_case(repo, session={"important": SECRET_TEXT})
+    repo.set_routing(case.id, 2, ["self_harm"], NOW)
+    repo.add_relay(case.id, "citizen_to_therapist", SECRET_TEXT, NOW)
+    shown = repr(
+        [
+            repo.find_citizen(USER_ID),
+            repo.case(case.id),
+            repo.undelivered_relays(case.id),
+        ]
+    )
+    for needle in ("Kari", "self_harm", str(CHAT_ID)):
+        assert needle not in shown
+
+
+def test_nothing_sensitive_is_logged(database_url, cipher, caplog):
+    repo = SqlRepository(database_url, cipher, echo=True)
+    try:
+        repo.create_schema()
+        with caplog.at_level(logging.DEBUG):
+            case = new_case(repo, 9, session={"important": SECRET_TEXT, "phone": PHONE})
+            repo.add_relay(case.id, "citizen_to_therapist", SECRET_TEXT, NOW)
+            repo.find_citizen(USER_ID)
+            repo.case(case.id)
+            with pytest.raises(CaseNotFound):
+                repo.add_relay(99_999, "citizen_to_therapist", SECRET_TEXT, NOW)
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert "SELECT" in logged or "INSERT" in logged  # echo really was on
+        for needle in ("Kari", PHONE, PHONE_DIGITS, str(USER_ID)):
+            assert needle not in logged
+    finally:
+        repo.dispose()
+        set_cipher(None)
+
+
+# --- key rotation ----------------------------------------------------------------------------
+
+
+def test_key_rotation(database_url):
+    old, new = Cipher.generate_key(), Cipher.generate_key()
+    try:
+        before = SqlRepository(database_url, Cipher([old]))
+        before.create_schema()
+        case = new_case(before, 1, session={"important": SECRET_TEXT})
+        before.add_relay(case.id, "citizen_to_therapist", "hei", NOW)
+        before.dispose()
+
+        rotated = Cipher([new, old])
+        during = SqlRepository(database_url, rotated)
+        citizen = during.find_citizen(USER_ID)  # found by the old key's HMAC
+        assert citizen is not None and citizen.chat_id == CHAT_ID
+        assert during.current_case(citizen.id).session == {"important": SECRET_TEXT}
+        # the next write re-keys the citizen's lookup key under the newest key
+        new_case(during, 2, case_id=case.id, session={"important": SECRET_TEXT, "n": 2})
+        assert count(database_url, "citizen", "user_key = :k", k=rotated.lookup_key(str(USER_ID)))
+        assert during.rotate_encryption(batch_size=1) == 4  # chat id, session, reasons, body
+        during.dispose()
+
+        after = SqlRepository(database_url, Cipher([new]))  # old key retired
+        citizen = after.find_citizen(USER_ID)
+        assert citizen is not None and citizen.chat_id == CHAT_ID
+        assert after.case(case.id).session == {"important": SECRET_TEXT, "n": 2}
+        assert [r.body for r in after.undelivered_relays(case.id)] == ["hei"]
+        after.dispose()
+    finally:
+        set_cipher(None)
+
+
+def test_repository_refuses_a_foreign_cipher(repo):
+    set_cipher(Cipher([Cipher.generate_key()]))
+    with pytest.raises(RuntimeError, match="different Cipher"):
+        repo.find_citizen(USER_ID)
+
+
+# --- routing, claim, release, close ----------------------------------------------------------
+
+
+def test_set_routing_never_lowers_priority(repo):
+    case = new_case(repo)
+    low = repo.set_routing(case.id, 1, ["finished_no_contact"], later(1))
+    assert low.priority == 1 and low.status == "screening" and low.handed_over_at is None
+    assert repo.open_cases() == []
+
+    high = repo.set_routing(case.id, 3, ["sleep", "self_harm"], later(2))
+    assert high.priority == 3 and high.status == "open" and high.handed_over_at == later(2)
+
+    lowered = repo.set_routing(case.id, 2, ["sleep", "substance"], later(3))
+    assert lowered.priority == 3
+    assert lowered.reasons == ["finished_no_contact", "sleep", "self_harm", "substance"]
+    assert lowered.handed_over_at == later(2)  # first handoff only
+    assert repo.set_routing(case.id, 0, [], later(4)).priority == 3
+
+    assert repo.set_routing(case.id, 4, [], later(5)).priority == 4
+    with pytest.raises(ValueError):
+        repo.set_routing(case.id, 5, [], later(6))
+    with pytest.raises(CaseNotFound):
+        repo.set_routing(99_999, 2, [], later(6))
+
+
+def test_claim_release_close(repo):
+    case = new_case(repo)
+    assert not repo.claim(case.id, 11, NOW)  # still screening
+    repo.set_routing(case.id, 2, ["routine"], NOW)
+    repo.set_card(case.id, 555)
+    assert repo.case(case.id).card_message_id == 555
+
+    assert repo.claim(case.id, 11, later(1))
+    assert not repo.claim(case.id, 12, later(1))
+    claimed = repo.case(case.id)
+    assert (claimed.status, claimed.claimed_by, claimed.claimed_at) == ("claimed", 11, later(1))
+
+    assert not repo.release(case.id, 12, later(2))
+    assert repo.release(case.id, 11, later(2))
+    released = repo.case(case.id)
+    assert (released.status, released.claimed_by, released.claimed_at) == ("open", None, None)
+
+    assert repo.claim(case.id, 12, later(3))
+    assert not repo.close(case.id, 11, "referred", later(4))
+    assert repo.close(case.id, 12, "referred", later(4))
+    assert not repo.close(case.id, 12, "referred", later(5))
+    closed = repo.case(case.id)
+    assert (closed.status, closed.outcome, closed.closed_at) == ("closed", "referred", later(4))
+    assert repo.open_cases() == []
+    assert repo.current_case(closed.citizen_id) is None
+    assert not repo.claim(case.id, 13, later(6))
+
+    with pytest.raises(CaseNotFound):
+        repo.set_card(99_999, 1)
+
+
+def test_mark_escalated_once(repo):
+    case = new_case(repo)
+    repo.set_routing(case.id, 4, ["acute"], NOW)
+    assert repo.mark_escalated(case.id, later(10))
+    assert not repo.mark_escalated(case.id, later(11))
+    assert repo.case(case.id).escalated_at == later(10)
+
+
+def test_open_cases_most_urgent_then_oldest(repo):
+    a = new_case(repo, 1, user_id=1)
+    b = new_case(repo, 2, user_id=2)
+    c = new_case(repo, 3, user_id=3)
+    new_case(repo, 4, user_id=4)  # never handed over
+    repo.set_routing(a.id, 2, [], later(1))
+    repo.set_routing(b.id, 4, [], later(2))
+    repo.set_routing(c.id, 2, [], later(0))
+    repo.claim(c.id, 5, later(3))
+    assert [x.id for x in repo.open_cases()] == [b.id, c.id, a.id]
+
+
+def _claim_all(repo: SqlRepository, case_id: int, therapists: range) -> list[bool]:
+    barrier = threading.Barrier(len(therapists))
+    results: dict[int, bool] = {}
+
+    def work(therapist: int) -> None:
+        barrier.wait()
+        results[therapist] = repo.claim(case_id, therapist, NOW)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in therapists]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == len(therapists)
+    return [results[t] for t in therapists]
+
+
+def test_claim_race_has_exactly_one_winner(repo):
+    for round_ in range(3):
+        case = new_case(repo, 100 + round_, user_id=USER_ID + round_)
+        repo.set_routing(case.id, 3, ["x"], NOW)
+        outcome = _claim_all(repo, case.id, range(1000, 1020))
+        assert outcome.count(True) == 1
+        winner = 1000 + outcome.index(True)
+        assert repo.case(case.id).claimed_by == winner
+
+
+def _claim_in_process(url: str, keys: list[str], case_id: int, therapist: int, barrier, out):
+    repo = SqlRepository(url, Cipher(keys))
+    try:
+        barrier.wait(timeout=60)
+        out.put((therapist, repo.claim(case_id, therapist, NOW)))
+    finally:
+        repo.dispose()
+
+
+def test_claim_race_across_processes(database_url):
+    keys = [Cipher.generate_key()]
+    repo = SqlRepository(database_url, Cipher(keys))
+    try:
+        repo.create_schema()
+        case = new_case(repo)
+        repo.set_routing(case.id, 3, ["x"], NOW)
+        ctx = multiprocessing.get_context("spawn")
+        barrier, out = ctx.Barrier(6), ctx.Queue()
+        processes = [
+            ctx.Process(
+                target=_claim_in_process,
+                args=(database_url, keys, case.id, therapist, barrier, out),
+            )
+            for therapist in range(2000, 2006)
+        ]
+        for process in processes:
+            process.start()
+        results = dict(out.get(timeout=120) for _ in processes)
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        assert list(results.values()).count(True) == 1
+        winner = next(t for t, won in results.items() if won)
+        assert repo.case(case.id).claimed_by == winner
+    finally:
+        repo.dispose()
+        set_cipher(None)
+
+
+# --- deletion -----------------------------------------------------------------------------------
+
+
+def test_delete_citizen_removes_every_row(repo, database_url):
+    first = new_case(repo, 1, session={"important": SECRET_TEXT})
+    repo.set_routing(first.id, 2, ["sleep"], NOW)
+    repo.claim(first.id, 7, NOW)
+    repo.close(first.id, 7, "self_help", later(1))
+    second = new_case(repo, 2, now=later(2))
+    repo.set_routing(second.id, 3, ["self_harm"], later(2))
+    repo.add_relay(second.id, "citizen_to_therapist", "hjelp", later(3), therapist_id=7,
+                   therapist_message_id=900)  # fmt: skip
+    repo.add_relay(second.id, "therapist_to_citizen", "ringer deg", later(4), therapist_id=7)
+    repo.audit("7", "claimed", first.id, NOW)
+    repo.audit("system", "opened", second.id, later(2))
+    repo.audit("system", "started", None, NOW)
+    # someone else, who must be untouched
+    theirs = new_case(repo, 3, user_id=OTHER_USER)
+    repo.add_relay(theirs.id, "citizen_to_therapist", "annen", later(5))
+    repo.audit("system", "opened", theirs.id, later(5))
+
+    assert repo.delete_citizen(USER_ID) == 1 + 2 + 2
+    assert repo.find_citizen(USER_ID) is None
+    assert count(database_url, "citizen") == 1
+    assert count(database_url, "triage_case", "id IN (:a, :b)", a=first.id, b=second.id) == 0
+    assert count(database_url, "relay_message", "case_id = :c", c=second.id) == 0
+    assert repo.case_for_therapist_message(7, 900) is None
+    # audit trail kept, but unlinked from the deleted cases
+    log = repo.audit_log()
+    assert [(e.action, e.case_id) for e in log] == [
+        ("claimed", None),
+        ("started", None),
+        ("opened", None),
+        ("opened", theirs.id),
+    ]
+    assert repo.find_citizen(OTHER_USER) is not None
+    assert repo.case(theirs.id) is not None
+    assert len(repo.undelivered_relays(theirs.id)) == 1
+    assert repo.delete_citizen(USER_ID) == 0
+
+
+# --- duty, audit, relay -------------------------------------------------------------------------
+
+
+def test_duty(repo):
+    assert repo.on_duty() == []
+    repo.set_duty(11, True, "Ingrid", NOW)
+    repo.set_duty(12, True, "Ola", later(1))
+    repo.set_duty(13, False, "Per", later(2))
+    assert [(d.therapist_id, d.first_name) for d in repo.on_duty()] == [(11, "Ingrid"), (12, "Ola")]
+    repo.set_duty(11, False, "Ingrid", later(3))
+    repo.set_duty(13, True, "Per Arne", later(4))
+    duty = repo.on_duty()
+    assert [(d.therapist_id, d.first_name) for d in duty] == [(12, "Ola"), (13, "Per Arne")]
+    assert duty[1].changed_at == later(4) and duty[1].on_duty
+
+
+def test_audit_log_filters(repo):
+    case = new_case(repo)
+    repo.audit("11", "claimed", case.id, later(1))
+    repo.audit("system", "reminder", case.id, later(2))
+    repo.audit("11", "duty_on", None, NOW)
+    assert [e.action for e in repo.audit_log()] == ["duty_on", "claimed", "reminder"]
+    assert [e.action for e in repo.audit_log(actor="11")] == ["duty_on", "claimed"]
+    assert [e.action for e in repo.audit_log(case_id=case.id)] == ["claimed", "reminder"]
+    assert [e.action for e in repo.audit_log(actor="11", case_id=case.id)] == ["claimed"]
+    assert repo.audit_log()[0].at == NOW
+
+
+def test_relay_messages(repo):
+    case = new_case(repo)
+    a = repo.add_relay(case.id, "citizen_to_therapist", "første", later(1), therapist_id=11,
+                       therapist_message_id=501)  # fmt: skip
+    b = repo.add_relay(case.id, "therapist_to_citizen", "andre", later(2), therapist_id=11)
+    repo.add_relay(case.id, "citizen_to_therapist", "levert", later(3), delivered=True)
+    pending = repo.undelivered_relays(case.id)
+    assert [(r.id, r.body, r.direction) for r in pending] == [
+        (a, "første", "citizen_to_therapist"),
+        (b, "andre", "therapist_to_citizen"),
+    ]
+    assert pending[0].therapist_message_id == 501 and pending[0].created_at == later(1)
+
+    assert repo.case_for_therapist_message(11, 501) == case.id
+    assert repo.case_for_therapist_message(12, 501) is None
+    assert repo.case_for_therapist_message(11, 502) is None
+
+    assert repo.mark_delivered([a], later(4)) == 1
+    assert repo.mark_delivered([a], later(5)) == 0
+    assert repo.mark_delivered([], later(5)) == 0
+    assert [r.id for r in repo.undelivered_relays(case.id)] == [b]
+
+    with pytest.raises(ValueError):
+        repo.add_relay(case.id, "sideways", "x", NOW)
