@@ -1,0 +1,1 @@
+"""The Telegram adapter and the entry point (``python -m bot``)."""

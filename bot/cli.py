@@ -1,0 +1,128 @@
+"""``python -m bot``: run the bot, try it in the terminal, and operate it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+
+from bot.config import ConfigError, Settings, load_settings
+
+
+#: Operator subcommands living in their own modules. Each module defines ``NAME``, ``HELP``,
+#: ``configure(parser)`` and ``run(args) -> int``.
+PLUGIN_COMMANDS: tuple[str, ...] = ()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("run", help="run the Telegram bot (long polling)")
+    chat = commands.add_parser("chat", help="the same conversation in this terminal (no Telegram)")
+    chat.add_argument("--lang", default="nb", choices=["nb", "en"], help="language (default nb)")
+    commands.add_parser("keygen", help="print a new encryption key for TRIAGE_ENCRYPTION_KEYS")
+    commands.add_parser("diagram", help="print the conversation's state diagram (mermaid)")
+    commands.add_parser(
+        "risk-check", help="read messages (one per line) on stdin, print the risk verdict as JSON lines"
+    )
+    handlers = dict(COMMANDS)
+    for module_name in PLUGIN_COMMANDS:
+        module = importlib.import_module(module_name)
+        module.configure(commands.add_parser(module.NAME, help=module.HELP))
+        handlers[module.NAME] = module.run
+    args = parser.parse_args(argv)
+    try:
+        return handlers[args.command](args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO, and the URL contains the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def check_run_settings(settings: Settings) -> None:
+    """Everything ``run`` needs, checked before anything (a database file) is created."""
+    from storage import Cipher, InvalidKeys
+
+    if not settings.telegram_bot_token:
+        raise ConfigError("TELEGRAM_BOT_TOKEN: required by `run` (get one from @BotFather)")
+    if not settings.triage_encryption_keys:
+        raise ConfigError("TRIAGE_ENCRYPTION_KEYS: required by `run` (make one with `python -m bot keygen`)")
+    try:
+        Cipher(settings.triage_encryption_keys)
+    except InvalidKeys as error:
+        raise ConfigError(f"TRIAGE_ENCRYPTION_KEYS: {error}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    check_run_settings(settings)
+    configure_logging(settings.log_level)
+
+    from telegram import Update
+
+    from bot.telegram import TelegramHandlers, TelegramMessenger, build_application
+    from bot.wiring import build_services
+    from storage import Cipher, SqlRepository
+
+    repo = SqlRepository(settings.database_url, Cipher(settings.triage_encryption_keys))
+    repo.create_schema()
+    app = build_application(settings.telegram_bot_token, settings.telegram_api_base_url)
+    services = build_services(settings, repo, TelegramMessenger(app.bot))
+    TelegramHandlers(services.citizens, services.therapists).install(app)
+    logging.getLogger("bot").info("bot starting (long polling)")
+    try:
+        app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
+    finally:
+        repo.dispose()
+    return 0
+
+
+def chat(args: argparse.Namespace) -> int:
+    from bot.console import chat as console_chat
+
+    asyncio.run(console_chat(args.lang))
+    return 0
+
+
+def keygen(args: argparse.Namespace) -> int:
+    from storage import Cipher
+
+    print(Cipher.generate_key())
+    return 0
+
+
+def diagram(args: argparse.Namespace) -> int:
+    from flows.diagram import mermaid
+
+    print(mermaid())
+    return 0
+
+
+def risk_check(args: argparse.Namespace) -> int:
+    from flows.risk_text import detect
+
+    for line in sys.stdin:
+        message = line.rstrip("\n")
+        hit = detect(message)
+        verdict = {"risk": hit is not None, "category": hit.category if hit else None}
+        if hit:
+            verdict |= {"kind": hit.kind, "lang": hit.lang}
+        print(json.dumps(verdict, ensure_ascii=False), flush=True)
+    return 0
+
+
+COMMANDS = {
+    "run": run,
+    "chat": chat,
+    "keygen": keygen,
+    "diagram": diagram,
+    "risk-check": risk_check,
+}

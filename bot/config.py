@@ -1,0 +1,105 @@
+"""Configuration from the environment (and a ``.env`` file), validated at start-up.
+
+A bad value is a start-up error that names the variable, never a crash later on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from handoff.hours import OpeningHours
+
+DEFAULT_DATABASE_URL = "sqlite:///data/triage.db"
+
+
+class ConfigError(Exception):
+    """A one-line, human-readable configuration problem naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: str = ""
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    database_url: str = DEFAULT_DATABASE_URL
+    triage_encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    therapist_chat_id: int | None = None
+    therapist_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    triage_timezone: str = "Europe/Oslo"
+    opening_hours: str = "mon-fri 08:00-15:30"
+    min_age: int = 18
+    retention_days: int = 90
+    log_level: str = "INFO"
+
+    @field_validator("triage_encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("therapist_user_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        return value
+
+    @field_validator("therapist_chat_id", mode="before")
+    @classmethod
+    def _empty_chat(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("triage_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _valid_hours(cls, value: str) -> str:
+        OpeningHours.parse(value)
+        return value
+
+    @field_validator("min_age")
+    @classmethod
+    def _sane_age(cls, value: int) -> int:
+        if not 15 <= value <= 100:
+            raise ValueError("must be between 15 and 100")
+        return value
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.triage_timezone)
+
+    @property
+    def hours(self) -> OpeningHours:
+        return OpeningHours.parse(self.opening_hours)
+
+    def is_therapist(self, user_id: int | None) -> bool:
+        return user_id is not None and user_id in self.therapist_user_ids
+
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
+            return Path(self.database_url[len(prefix) :])
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+        raise ConfigError(f"{variable}: {first['msg']}") from None

@@ -1,0 +1,105 @@
+"""``python -m bot chat``: the same conversation in a terminal, on a throwaway database.
+
+Buttons are shown numbered; typing a button's number presses it. Cards the therapists would
+get are printed in a box, as they would appear in their group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot.citizens import Incoming
+from bot.commands import CITIZEN_COMMANDS
+from bot.config import Settings
+from bot.wiring import build_services
+from flows.model import Button, Command, Event, Option, Text
+from storage import Cipher, SqlRepository
+
+CITIZEN = 1
+THERAPISTS = -100
+
+
+class ConsoleMessenger:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.buttons: list[Option] = []
+        self.cards: dict[int, str] = {}
+        self._next_id = 1
+
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        options: Sequence[Sequence[Option]] = (),
+        *,
+        urgent: bool = False,
+        reply_to: int | None = None,
+    ) -> int | None:
+        message_id = self._next_id
+        self._next_id += 1
+        if chat_id == THERAPISTS:
+            self.cards[message_id] = text
+            self._card(text, "new card in the therapists' group")
+        else:
+            self._citizen(text, options)
+        return message_id
+
+    async def edit(
+        self, chat_id: int, message_id: int, text: str, options: Sequence[Sequence[Option]] = ()
+    ) -> None:
+        if chat_id == THERAPISTS:
+            self.cards[message_id] = text
+            self._card(text, "card updated")
+        else:
+            self._citizen(text, options)
+
+    def _citizen(self, text: str, options: Sequence[Sequence[Option]]) -> None:
+        print(f"\nbot> {text.replace(chr(10), chr(10) + '     ')}", file=self.out)
+        self.buttons = [option for row in options for option in row]
+        for number, option in enumerate(self.buttons, start=1):
+            print(f"     [{number}] {option.label}", file=self.out)
+
+    def _card(self, text: str, title: str) -> None:
+        width = max(len(line) for line in text.splitlines()) + 2
+        print(f"\n  ┌─ {title} ".ljust(width + 4, "─") + "┐", file=self.out)
+        for line in text.splitlines():
+            print(f"  │ {line.ljust(width)} │", file=self.out)
+        print("  └" + "─" * (width + 2) + "┘", file=self.out)
+
+
+def to_event(line: str, buttons: Sequence[Option]) -> Event:
+    line = line.strip()
+    if line.startswith("/"):
+        name, _, arg = line[1:].partition(" ")
+        return Command(CITIZEN_COMMANDS.get(name.lower(), name.lower()), arg)
+    if line.isdigit() and 1 <= int(line) <= len(buttons):
+        return Button(buttons[int(line) - 1].data)
+    return Text(line)
+
+
+async def chat(language_code: str = "nb", stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+    with tempfile.TemporaryDirectory(prefix="rph-chat-") as folder:
+        settings = Settings(
+            database_url=f"sqlite:///{Path(folder) / 'chat.db'}",
+            therapist_chat_id=THERAPISTS,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        repo = SqlRepository(settings.database_url, Cipher([Cipher.generate_key()]))
+        repo.create_schema()
+        messenger = ConsoleMessenger(out)
+        services = build_services(settings, repo, messenger)
+        print("Console chat (SQLite, throwaway key). Type /quit to leave.", file=out)
+        who = Incoming(CITIZEN, CITIZEN, language_code)
+        await services.citizens.handle(who, Command("start"))
+        while True:
+            print("\nyou> ", end="", file=out, flush=True)
+            line = await asyncio.to_thread(stdin.readline)
+            if not line or line.strip() in ("/quit", "/exit"):
+                break
+            await services.citizens.handle(who, to_event(line, messenger.buttons))
+        repo.dispose()

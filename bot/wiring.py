@@ -1,0 +1,56 @@
+"""The composition root: settings + repository + messenger -> the services, built one way
+for Telegram, the console demo and the tests alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.citizens import CitizenService
+from bot.config import Settings
+from bot.therapists import TherapistService
+from flows.conversation import ScreeningFlow
+from handoff.ports import Messenger
+from handoff.service import HandoffService
+
+
+@dataclass
+class Services:
+    citizens: CitizenService
+    therapists: TherapistService
+    handoff: HandoffService
+
+
+def build_services(
+    settings: Settings,
+    store: Any,
+    messenger: Messenger,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    flow: ScreeningFlow | None = None,
+    retry_delays: tuple[float, ...] | None = None,
+) -> Services:
+    extra = {} if retry_delays is None else {"retry_delays": retry_delays}
+    handoff = HandoffService(
+        store,
+        messenger,
+        therapist_chat_id=settings.therapist_chat_id,
+        therapist_ids=settings.therapist_user_ids,
+        clock=clock,
+        **extra,
+    )
+    citizens = CitizenService(
+        store,
+        messenger,
+        handoff,
+        flow=flow,
+        hours=settings.hours,
+        timezone=settings.timezone,
+        min_age=settings.min_age,
+        retention_days=settings.retention_days,
+        clock=clock,
+    )
+    therapists = TherapistService(store, handoff, settings.therapist_user_ids, clock)
+    return Services(citizens, therapists, handoff)

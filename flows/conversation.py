@@ -1,0 +1,503 @@
+"""The introductory screening as a finite-state machine.
+
+The states and transitions are declared once, as a table built from the screening script
+(``data/screening.toml``), and handed to ``transitions``. Skipped questions are conditional
+transitions: from each question, ``next`` goes to the first later question whose ``ask_if``
+holds, and ``back`` mirrors it. The machine only knows *where* the citizen is;
+``ScreeningFlow.handle`` turns one event into the new session and the actions to carry out.
+
+Pure: no I/O, no clock (the time comes in the ``Context``), no randomness.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from transitions import Machine
+
+from flows import messages
+from flows.messages import text as t
+from flows.model import (
+    Alert,
+    Button,
+    Command,
+    Context,
+    Event,
+    Forget,
+    Option,
+    Priority,
+    Reply,
+    RiskText,
+    Say,
+    Session,
+    Text,
+    Unsupported,
+)
+from flows.questionnaire import Question, Script, load_script
+from flows.risk_text import detect
+from flows.routing import Assessment, assess
+
+BEFORE_SCREENING = ("new", "consent", "age")
+ENDED = ("declined", "too_young")
+DONE = "done"
+MAX_TEXT = 1000
+NO_CONTACT = 3  # contact_mode value "I do not want to be contacted now"
+
+_YES = {"ja", "j", "yes", "y", "jo", "ok"}
+_NO = {"nei", "n", "no", "nei takk", "no thanks"}
+_PHONE = re.compile(r"^\+?[\d\s\-().]{8,20}$")
+
+
+class _Cursor:
+    """The model ``transitions`` moves: it holds nothing but the state name."""
+
+    state: str
+
+    def __init__(self) -> None:
+        self.state = "new"
+
+
+class ScreeningFlow:
+    """Build once per process; ``handle`` is then cheap and side-effect free."""
+
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script or load_script()
+        self.questions: tuple[Question, ...] = self.script.questions
+        self.machine = Machine(
+            model=None,
+            states=["new", "consent", "age", *[q.id for q in self.questions], DONE, *ENDED],
+            transitions=self.transition_table(),
+            auto_transitions=False,
+            send_event=False,
+            initial=None,
+        )
+
+    # --- the declarative table ------------------------------------------------------------
+
+    def transition_table(self) -> list[dict[str, Any]]:
+        qs = self.questions
+        table: list[dict[str, Any]] = [
+            {"trigger": "begin", "source": ["new", *ENDED], "dest": "consent"},
+            {"trigger": "agree", "source": "consent", "dest": "age"},
+            {"trigger": "decline", "source": "consent", "dest": "declined"},
+            {"trigger": "minor", "source": "age", "dest": "too_young"},
+        ]
+        table += self._forward("adult", "age", qs)
+        for i, question in enumerate(qs):
+            table += self._forward("next", question.id, qs[i + 1 :])
+            table += self._backward(question.id, qs[:i])
+        return table
+
+    def _forward(self, trigger: str, source: str, later: tuple[Question, ...]) -> list[dict]:
+        """``trigger`` from ``source`` to the first of ``later`` that is asked, else done."""
+        rows = []
+        for candidate in later:
+            rows.append(self._row(trigger, source, candidate))
+            if candidate.ask_if is None:
+                return rows
+        rows.append({"trigger": trigger, "source": source, "dest": DONE})
+        return rows
+
+    def _backward(self, source: str, earlier: tuple[Question, ...]) -> list[dict]:
+        rows = []
+        for candidate in reversed(earlier):
+            rows.append(self._row("back", source, candidate))
+            if candidate.ask_if is None:
+                break
+        return rows
+
+    def _row(self, trigger: str, source: str, dest: Question) -> dict[str, Any]:
+        row: dict[str, Any] = {"trigger": trigger, "source": source, "dest": dest.id}
+        if dest.ask_if is not None:
+            row["conditions"] = [self._is_asked(dest)]
+        return row
+
+    def _is_asked(self, question: Question) -> Callable[..., bool]:
+        condition = question.ask_if
+        assert condition is not None
+
+        def is_asked(answers: Mapping[str, Any]) -> bool:
+            return condition.holds(answers, self.script.scores(answers))
+
+        is_asked.__name__ = f"asks_{question.id}"
+        return is_asked
+
+    def move(self, state: str, trigger: str, answers: Mapping[str, Any]) -> str | None:
+        """The state ``trigger`` leads to from ``state``, or None if it leads nowhere."""
+        cursor = _Cursor()
+        self.machine.add_model(cursor, initial=state)
+        try:
+            if trigger not in self.machine.get_triggers(state):
+                return None
+            moved = cursor.trigger(trigger, answers=answers)  # type: ignore[attr-defined]
+            return cursor.state if moved else None
+        finally:
+            self.machine.remove_model(cursor)
+
+    # --- handling one event ----------------------------------------------------------------
+
+    def handle(self, session: Session, event: Event, ctx: Context) -> Reply:
+        turn = _Turn(self, Session.from_dict(session.to_dict()), ctx)
+        turn.run(event)
+        return turn.reply()
+
+    def is_question(self, state: str) -> bool:
+        return state not in (*BEFORE_SCREENING, DONE, *ENDED)
+
+
+class _Turn:
+    """One event's worth of work: collects the text parts of the single reply message."""
+
+    def __init__(self, flow: ScreeningFlow, session: Session, ctx: Context) -> None:
+        self.flow = flow
+        self.s = session
+        self.ctx = ctx
+        self.lang = session.lang
+        self.parts: list[str] = []
+        self.options: tuple[tuple[Option, ...], ...] = ()
+        self.actions: list[Any] = []
+        self.urgent = False
+
+    # --- the result ---
+
+    def reply(self) -> Reply:
+        actions = list(self.actions)
+        if self.parts:
+            say = Say("\n\n".join(self.parts), self.options, urgent=self.urgent)
+            actions.insert(0, say) if self.urgent else actions.append(say)
+        return Reply(self.s, tuple(actions))
+
+    def say(self, *parts: str) -> None:
+        self.parts.extend(parts)
+
+    # --- dispatch ---
+
+    def run(self, event: Event) -> None:
+        if isinstance(event, Text):
+            self.check_free_text(event.text)
+        if isinstance(event, Command):
+            self.command(event)
+            return
+        if self.s.confirming_delete and not (isinstance(event, Button) and event.data.startswith("del:")):
+            self.s.confirming_delete = False
+        if isinstance(event, Button) and event.data.startswith("del:"):
+            self.confirm_delete(event.data == "del:yes")
+            return
+        self.s.paused = False
+        state = self.s.state
+        if state in ("new", *ENDED):
+            self.begin()
+        elif state == "consent":
+            self.consent(event)
+        elif state == "age":
+            self.age(event)
+        elif state == DONE:
+            if not self.parts:
+                self.say(t("done_again", self.lang))
+        elif isinstance(event, Unsupported):
+            self.say(t("reprompt_unsupported", self.lang))
+            self.prompt()
+        else:
+            self.answer(self.flow.script.question(state), event)
+
+    def command(self, command: Command) -> None:
+        name, lang = command.name, self.lang
+        if name == "crisis":
+            self.urgent = True
+            self.say(messages.crisis(lang))
+        elif name == "help":
+            self.say(t("help", lang))
+            self.prompt()
+        elif name == "start":
+            if self.s.state in ("new", *ENDED):
+                self.begin()
+            elif self.s.state == DONE:
+                self.say(t("done_again", lang))
+            else:
+                self.s.paused = False
+                self.say(t("resumed", lang))
+                self.prompt()
+        elif name == "stop":
+            if self.s.state not in ("new", *ENDED):
+                self.s.paused = True
+            self.say(t("paused", lang), messages.crisis(lang))
+        elif name == "delete":
+            if self.s.state in ("new", *ENDED):
+                self.say(t("nothing_to_delete", lang))
+            else:
+                self.s.confirming_delete = True
+                self.say(t("delete_confirm", lang))
+                self.options = (
+                    (Option(t("delete_yes", lang), "del:yes"),),
+                    (Option(t("delete_no", lang), "del:no"),),
+                )
+        elif name == "back":
+            self.back()
+        else:
+            self.prompt()
+
+    def confirm_delete(self, yes: bool) -> None:
+        if yes and self.s.confirming_delete:
+            self.s = Session(lang=self.lang)
+            self.say(t("deleted", self.lang))
+            self.actions.append(Forget())
+            return
+        self.s.confirming_delete = False
+        if not yes:
+            self.say(t("delete_kept", self.lang))
+        self.prompt()
+
+    # --- before the screening ---
+
+    def begin(self) -> None:
+        self.s = Session(lang=self.lang, alerted=self.s.alerted)
+        self.s.state = self.flow.move("new", "begin", {}) or "consent"
+        self.prompt()
+
+    def consent(self, event: Event) -> None:
+        choice = _yes_no(event, "consent")
+        if choice is None:
+            self.prompt()
+        elif choice:
+            self.s.state = "age"
+            self.s.started_at = self.ctx.now
+            self.prompt()
+        else:
+            self.s.state = "declined"
+            self.say(t("declined", self.lang), messages.crisis(self.lang))
+            self.actions.append(Forget())
+
+    def age(self, event: Event) -> None:
+        adult = _yes_no(event, "age")
+        if adult is None and isinstance(event, Text):
+            digits = re.fullmatch(r"\s*(\d{1,3})\s*(år|ar|years?)?\s*", event.text.lower())
+            if digits and 10 <= int(digits.group(1)) <= 120:
+                adult = int(digits.group(1)) >= self.ctx.min_age
+        if adult is None:
+            self.say(t("reprompt_age", self.lang))
+            self.prompt()
+        elif adult:
+            self.s.state = self.flow.move("age", "adult", self.s.answers) or DONE
+            self.prompt()
+        else:
+            self.s.state = "too_young"
+            self.say(t("too_young", self.lang, min_age=self.ctx.min_age))
+            self.actions.append(Forget())
+
+    # --- the questions ---
+
+    def answer(self, question: Question, event: Event) -> None:
+        value = self.parse(question, event)
+        if value is None:
+            return  # parse() has re-prompted
+        self.record(question, value)
+        self.advance(question)
+
+    def parse(self, question: Question, event: Event) -> Any:
+        lang = self.lang
+        if isinstance(event, Button):
+            if event.data == "back":
+                self.back()
+                return None
+            if event.data == f"skip:{question.id}" and question.optional:
+                return ""
+            prefix = f"a:{question.id}:"
+            if event.data.startswith(prefix):
+                raw = event.data[len(prefix) :]
+                for choice in question.choices:
+                    if str(choice.value) == raw:
+                        return choice.value
+            self.say(t("reprompt_stale", lang))
+            self.prompt()
+            return None
+        assert isinstance(event, Text)
+        raw = event.text.strip()
+        if question.kind == "choice":
+            choice = question.choice_for(raw, lang)
+            if choice is None:
+                if not self.parts:
+                    self.say(t("reprompt_choice", lang))
+                self.prompt()
+                return None
+            return choice.value
+        if len(raw) > MAX_TEXT:
+            self.say(t("reprompt_too_long", lang, limit=MAX_TEXT))
+            self.prompt(progress=False)
+            return None
+        if question.kind == "phone":
+            if question.optional and raw.lower() in ("hopp over", "skip", "-", "nei", "no"):
+                return ""
+            if not _PHONE.match(raw) or sum(c.isdigit() for c in raw) < 8:
+                self.say(t("reprompt_phone", lang))
+                self.prompt(progress=False)
+                return None
+            return re.sub(r"[^\d+]", "", raw)
+        if not raw:
+            self.say(t("reprompt_empty", lang))
+            self.prompt(progress=False)
+            return None
+        return raw
+
+    def record(self, question: Question, value: Any) -> None:
+        answers = self.s.answers
+        answers[question.id] = value
+        self.s.history = [q for q in self.s.history if q != question.id] + [question.id]
+        # An answer changed on the way back can make later questions moot: drop their answers.
+        for other in self.flow.questions:
+            if other.ask_if is not None and other.id in answers:
+                if not other.ask_if.holds(answers, self.flow.script.scores(answers)):
+                    del answers[other.id]
+
+    def advance(self, question: Question) -> None:
+        before = self.s.state
+        self.s.state = self.flow.move(before, "next", self.s.answers) or DONE
+        assessment = assess(self.s.answers, self.flow.script)
+        self.route(assessment, question)
+        if self.s.state == DONE:
+            self.finish(assessment)
+        else:
+            self.prompt()
+
+    def back(self) -> None:
+        state = self.s.state
+        previous = self.flow.move(state, "back", self.s.answers) if self.flow.is_question(state) else None
+        if previous is None:
+            self.say(t("no_previous", self.lang))
+        else:
+            self.s.state = previous
+        self.prompt()
+
+    # --- routing and handoff ---
+
+    def route(self, assessment: Assessment, question: Question) -> None:
+        priority = assessment.priority
+        if priority.hands_over_at_once and priority > self.s.alerted:
+            self.alert(priority, assessment.reasons)
+        elif self.s.alerted.hands_over_at_once and self.completes_instrument(question):
+            self.actions.append(Alert(self.s.alerted, assessment.reasons))
+
+    def completes_instrument(self, question: Question) -> bool:
+        if question.instrument is None:
+            return False
+        return self.flow.script.instruments[question.instrument].complete(self.s.answers)
+
+    def alert(self, priority: Priority, reasons: tuple[str, ...]) -> None:
+        """Hand over at once: tell the citizen a human is coming (or when), with the numbers."""
+        lang = self.lang
+        first_alert = not self.s.alerted.hands_over_at_once
+        self.s.alerted = max(self.s.alerted, priority)
+        self.actions.append(Alert(self.s.alerted, reasons))
+        self.urgent = True
+        if self.ctx.team_on_duty:
+            notice = t("alert_on_duty", lang)
+        elif self.ctx.next_staffed is not None:
+            notice = t("alert_off_duty", lang, next_staffed=messages.staffed_at(self.ctx.next_staffed, lang))
+        else:
+            notice = t("alert_off_duty_unknown", lang)
+        self.say(notice, messages.crisis(lang))
+        if first_alert and self.flow.is_question(self.s.state):
+            self.say(t("may_continue", lang))
+
+    def check_free_text(self, text: str) -> None:
+        hit = detect(text)
+        if hit is None:
+            return
+        self.actions.append(RiskText(hit.category))
+        self.say(t("risk_text", self.lang))
+        self.alert(Priority.URGENT, (f"text_{hit.category}",))
+
+    def finish(self, assessment: Assessment) -> None:
+        lang = self.lang
+        self.s.finished_at = self.ctx.now
+        if self.s.alerted.hands_over_at_once:
+            self.actions.append(Alert(self.s.alerted, assessment.reasons))
+            next_step = t("next_alerted", lang)
+        elif self.s.answers.get("contact_mode") == NO_CONTACT:
+            self.s.alerted = Priority.SELF_HELP
+            self.actions.append(Alert(Priority.SELF_HELP, ()))
+            next_step = t("next_self_help", lang)
+        else:
+            self.s.alerted = Priority.ROUTINE
+            self.actions.append(Alert(Priority.ROUTINE, ()))
+            next_step = t("next_contact", lang)
+        self.say(self.summary(assessment), next_step, t("self_help", lang), messages.crisis(lang))
+
+    def summary(self, assessment: Assessment) -> str:
+        lang = self.lang
+        lines = [t("done_intro", lang)]
+        for instrument_id in ("phq9", "gad7", "auditc"):
+            if instrument_id not in assessment.scores:
+                continue
+            instrument = self.flow.script.instruments[instrument_id]
+            total = assessment.scores[instrument_id]
+            band = instrument.band(total).label[lang].lower()
+            what = t(f"summary_{instrument_id}", lang)
+            lines.append(
+                t("summary_score", lang, what=what, band=band, total=total, max=instrument.max_score)
+            )
+        if self.s.alerted.hands_over_at_once:
+            lines.append(t("summary_risk", lang))
+        lines.append(t("summary_not_diagnosis", lang))
+        return "\n".join(lines)
+
+    # --- asking ---
+
+    def prompt(self, progress: bool = True) -> None:
+        """Ask the current question again (or for the first time), with its buttons."""
+        lang, state = self.lang, self.s.state
+        if state in ("new", "consent", *ENDED):
+            self.say(t("welcome", lang, retention_days=self.ctx.retention_days))
+            self.options = (
+                (Option(t("consent_yes", lang), "consent:yes"),),
+                (Option(t("consent_no", lang), "consent:no"),),
+            )
+        elif state == "age":
+            self.say(t("age_question", lang, min_age=self.ctx.min_age))
+            self.options = ((Option(t("yes", lang), "age:yes"), Option(t("no", lang), "age:no")),)
+        elif state == DONE:
+            if not self.parts:
+                self.say(t("done_again", lang))
+        else:
+            self.ask(self.flow.script.question(state), progress)
+
+    def ask(self, question: Question, progress: bool) -> None:
+        lang = self.lang
+        section_no, section_count, index, count = self.flow.script.position(question.id)
+        section = next(s for s in self.flow.script.sections if s.id == question.section)
+        lines = []
+        if progress and index == 1 and section.intro:
+            lines.append(section.intro[lang])
+        if progress:
+            lines.append(t("progress", lang, section=section.title[lang], index=index, count=count))
+        if question.stem:
+            lines.append(question.stem[lang])
+        lines.append(question.prompt(lang))
+        lines.append(t("ways_out", lang))
+        self.say("\n\n".join(lines))
+        rows = [
+            (Option(f"{n}. {choice.label(lang)}", f"a:{question.id}:{choice.value}"),)
+            for n, choice in enumerate(question.choices, start=1)
+        ]
+        if question.optional:
+            rows.append((Option(t("skip", lang), f"skip:{question.id}"),))
+        if self.flow.move(question.id, "back", self.s.answers) is not None:
+            rows.append((Option(t("back", lang), "back"),))
+        self.options = tuple(rows)
+
+
+def _yes_no(event: Event, prefix: str) -> bool | None:
+    if isinstance(event, Button):
+        if event.data == f"{prefix}:yes":
+            return True
+        if event.data == f"{prefix}:no":
+            return False
+        return None
+    if isinstance(event, Text):
+        word = event.text.strip().lower().rstrip(".!")
+        if word in _YES:
+            return True
+        if word in _NO:
+            return False
+    return None

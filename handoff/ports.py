@@ -1,0 +1,45 @@
+"""What the handoff layer needs from the outside world, declared where it is used.
+
+``Messenger`` is implemented by the Telegram adapter and by the console demo; the case store
+is implemented once, by ``storage.SqlRepository``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from flows.model import Option
+
+Keyboard = Sequence[Sequence[Option]]
+
+
+class Messenger(Protocol):
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        options: Keyboard = (),
+        *,
+        urgent: bool = False,
+        reply_to: int | None = None,
+    ) -> int | None:
+        """Send one message; return its message id (None if it could not be sent)."""
+
+    async def edit(self, chat_id: int, message_id: int, text: str, options: Keyboard = ()) -> None:
+        """Replace the text and buttons of a message the bot sent earlier."""
+
+
+class CaseStore(Protocol):
+    """The part of the repository the handoff layer uses (all calls are synchronous and
+    short; services run them in a worker thread)."""
+
+    def set_routing(self, case_id: int, priority: int, reasons: list[str], now: datetime) -> Any: ...
+    def set_card(self, case_id: int, message_id: int) -> None: ...
+    def case(self, case_id: int) -> Any: ...
+    def open_cases(self) -> list[Any]: ...
+    def set_duty(self, therapist_id: int, on: bool, first_name: str, now: datetime) -> None: ...
+    def on_duty(self) -> list[Any]: ...
+    def claim(self, case_id: int, therapist_id: int, now: datetime) -> bool: ...
+    def audit(self, actor: str, action: str, case_id: int | None, now: datetime) -> None: ...

@@ -1,0 +1,124 @@
+"""Routing a flagged case to people: the card in the therapists' group, and who is on duty."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from flows.model import Priority
+from flows.questionnaire import Script, load_script
+from handoff.cards import CaseView, card_buttons, render_card
+from handoff.ports import CaseStore, Messenger
+
+log = logging.getLogger(__name__)
+
+CARD_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+
+class HandoffFailed(Exception):
+    """The therapists could not be reached (no card could be posted)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class HandoffService:
+    def __init__(
+        self,
+        store: CaseStore,
+        messenger: Messenger,
+        *,
+        therapist_chat_id: int | None,
+        therapist_ids: Iterable[int] = (),
+        clock: Callable[[], datetime] = utcnow,
+        script: Script | None = None,
+        retry_delays: tuple[float, ...] = CARD_RETRY_DELAYS,
+    ) -> None:
+        self.store = store
+        self.messenger = messenger
+        self.therapist_chat_id = therapist_chat_id
+        self.therapist_ids = frozenset(therapist_ids)
+        self.clock = clock
+        self.script = script or load_script()
+        self.retry_delays = retry_delays
+        self._names: dict[int, str] = {}
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(partial(fn, *args, **kwargs))
+
+    # --- duty ---
+
+    async def set_duty(self, therapist_id: int, on: bool, first_name: str) -> None:
+        self._names[therapist_id] = first_name
+        await self._db(self.store.set_duty, therapist_id, on, first_name, self.clock())
+        await self._db(
+            self.store.audit, str(therapist_id), "duty_on" if on else "duty_off", None, self.clock()
+        )
+
+    async def on_duty(self) -> list[Any]:
+        records = await self._db(self.store.on_duty)
+        for record in records:
+            self._names[record.therapist_id] = record.first_name
+        return records
+
+    async def team_on_duty(self) -> bool:
+        return bool(await self.on_duty())
+
+    # --- cards ---
+
+    async def route(self, case_id: int, priority: Priority, reasons: Iterable[str]) -> None:
+        """Record the routing; post the card (or update it) for routine and above."""
+        record = await self._db(self.store.set_routing, case_id, int(priority), list(reasons), self.clock())
+        if Priority(record.priority) >= Priority.ROUTINE:
+            await self.refresh_card(record)
+
+    async def refresh_card(self, record: Any, *, overdue: bool = False) -> None:
+        view = self.view(record, overdue=overdue)
+        text = render_card(view, self.clock(), self.script)
+        buttons = card_buttons(view)
+        if record.card_message_id is not None and self.therapist_chat_id is not None:
+            await self.messenger.edit(self.therapist_chat_id, record.card_message_id, text, buttons)
+            return
+        message_id = await self._post(text, buttons, urgent=Priority(record.priority).hands_over_at_once)
+        await self._db(self.store.set_card, record.id, message_id)
+
+    async def _post(self, text: str, buttons: Any, *, urgent: bool) -> int:
+        if self.therapist_chat_id is None:
+            raise HandoffFailed("THERAPIST_CHAT_ID is not set")
+        for attempt, delay in enumerate((0.0, *self.retry_delays)):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                message_id = await self.messenger.send(self.therapist_chat_id, text, buttons, urgent=urgent)
+            except Exception as error:  # noqa: BLE001 - any transport fault means "try again"
+                log.warning("handoff card not posted (attempt %d): %s", attempt + 1, type(error).__name__)
+                continue
+            if message_id is not None:
+                return message_id
+        raise HandoffFailed("the therapists' chat could not be reached")
+
+    def view(self, record: Any, *, overdue: bool = False) -> CaseView:
+        session = record.session or {}
+        return CaseView(
+            id=record.id,
+            label=record.label,
+            priority=record.priority,
+            reasons=tuple(record.reasons or ()),
+            answers=session.get("answers", {}),
+            state=record.state,
+            handed_over_at=record.handed_over_at,
+            claimed_by_name=self.name_of(record.claimed_by) if record.claimed_by else None,
+            claimed_at=record.claimed_at,
+            closed_at=record.closed_at,
+            outcome=record.outcome,
+            finished=record.finished_at is not None,
+            overdue=overdue or record.escalated_at is not None,
+        )
+
+    def name_of(self, therapist_id: int) -> str:
+        return self._names.get(therapist_id, "terapeut")

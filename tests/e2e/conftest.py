@@ -1,0 +1,138 @@
+"""End-to-end fixtures: the real bot (``python -m bot run`` in a subprocess) talking over
+HTTP to a local stand-in for the Telegram Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage import Cipher
+from tests.telegram_standin import SentMessage, TelegramStandIn
+
+THERAPIST_CHAT = -1001234
+KARI, OLA = 901, 902  # therapists
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class BotProcess:
+    """One ``python -m bot run`` process; can be stopped, killed and started again."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.process: asyncio.subprocess.Process | None = None
+        self.log = cwd / "bot.log"
+
+    async def start(self, standin: TelegramStandIn) -> None:
+        polls = len(standin.calls_of("getUpdates"))
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", cwd=self.cwd, env=self.env, stdout=log, stderr=log
+            )
+        await standin.wait_for(lambda s: len(s.calls_of("getUpdates")) > polls, timeout=20)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        code = await asyncio.wait_for(self.process.wait(), timeout=20)
+        self.process = None
+        return code
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[TelegramStandIn]:
+    async with TelegramStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def bot_env(tmp_path: Path, standin: TelegramStandIn, database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "TRIAGE_", "THERAPIST_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=standin.token,
+        TELEGRAM_API_BASE_URL=standin.base_url,
+        DATABASE_URL=database_url,
+        TRIAGE_ENCRYPTION_KEYS=Cipher.generate_key(),
+        THERAPIST_CHAT_ID=str(THERAPIST_CHAT),
+        THERAPIST_USER_IDS=f"{KARI},{OLA}",
+        OPENING_HOURS="mon-fri 08:00-15:30",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+@pytest.fixture
+async def bot(bot_env: dict[str, str], tmp_path: Path, standin: TelegramStandIn) -> AsyncIterator[BotProcess]:
+    process = BotProcess(bot_env, tmp_path)
+    await process.start(standin)
+    try:
+        yield process
+    finally:
+        if process.process is not None:
+            await process.stop()
+        assert "Traceback" not in process.output(), process.output()
+
+
+class Citizen:
+    """A citizen in a private chat with the bot, pressing buttons and typing."""
+
+    def __init__(self, standin: TelegramStandIn, user_id: int, language_code: str = "nb") -> None:
+        self.standin = standin
+        self.user_id = user_id
+        self.language_code = language_code
+
+    @property
+    def seen(self) -> int:
+        return len(self.standin.messages_to(self.user_id))
+
+    async def _next(self, before: int, contains: str | None = None) -> SentMessage:
+        return await self.standin.wait_for_message(
+            self.user_id, count=before + 1, contains=contains, timeout=10
+        )
+
+    async def say(self, text: str, contains: str | None = None) -> SentMessage:
+        before = self.seen
+        self.standin.user_message(self.user_id, text, language_code=self.language_code)
+        return await self._next(before, contains)
+
+    async def press(self, data: str, contains: str | None = None) -> SentMessage:
+        before = self.seen
+        message = self.standin.last_message_to(self.user_id)
+        assert message is not None
+        self.standin.press(self.user_id, message, data, language_code=self.language_code)
+        return await self._next(before, contains)
+
+    def last(self) -> SentMessage:
+        message = self.standin.last_message_to(self.user_id)
+        assert message is not None
+        return message
+
+    def current_question(self) -> str | None:
+        """The question id on the last message's answer buttons (``a:<id>:<value>``)."""
+        for data in self.last().callback_data:
+            if data.startswith("a:"):
+                return data.split(":")[1]
+        if any(d.startswith("skip:") for d in self.last().callback_data):
+            return "contact_phone"
+        return None
+
+    async def answer(self, value: int | str) -> SentMessage:
+        question = self.current_question()
+        if isinstance(value, int) and question and f"a:{question}:{value}" in self.last().callback_data:
+            return await self.press(f"a:{question}:{value}")
+        return await self.say(str(value))
+
+    async def begin(self) -> SentMessage:
+        await self.say("/start", contains="Vil du begynne" if self.language_code != "en" else "begin")
+        await self.press("consent:yes")
+        return await self.press("age:yes")

@@ -1,0 +1,126 @@
+"""The citizen service in-process: real repository, a recording messenger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.citizens import CitizenService, Incoming
+from bot.config import Settings
+from bot.wiring import build_services
+from flows.model import Button, Command, Option, Text
+
+THERAPISTS = -500
+
+
+class RecordingMessenger:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str, bool]] = []
+        self.edits: list[tuple[int, int, str]] = []
+        self.fail_chats: set[int] = set()
+        self._next = 1
+
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        options: Sequence[Sequence[Option]] = (),
+        *,
+        urgent: bool = False,
+        reply_to: int | None = None,
+    ) -> int | None:
+        if chat_id in self.fail_chats:
+            raise ConnectionError("telegram unreachable")
+        self.sent.append((chat_id, text, urgent))
+        self._next += 1
+        return self._next
+
+    async def edit(self, chat_id: int, message_id: int, text: str, options=()) -> None:
+        self.edits.append((chat_id, message_id, text))
+
+    def to(self, chat_id: int) -> list[str]:
+        return [text for chat, text, _ in self.sent if chat == chat_id]
+
+
+@pytest.fixture
+def messenger() -> RecordingMessenger:
+    return RecordingMessenger()
+
+
+@pytest.fixture
+def services(repo, messenger):
+    settings = Settings(therapist_chat_id=THERAPISTS, _env_file=None)  # type: ignore[call-arg]
+    return build_services(
+        settings, repo, messenger, clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC), retry_delays=(0, 0)
+    )
+
+
+async def start(citizens: CitizenService, who: Incoming) -> None:
+    await citizens.handle(who, Command("start"))
+    await citizens.handle(who, Button("consent:yes"))
+    await citizens.handle(who, Button("age:yes"))
+
+
+async def test_any_fault_still_gives_crisis_numbers(services, messenger, monkeypatch):
+    who = Incoming(user_id=11, chat_id=11)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(services.citizens.store, "find_citizen", broken)
+    await services.citizens.handle(who, Text("hei"))
+    [reply] = messenger.to(11)
+    assert "noe gikk galt" in reply and "113" in reply and "116 123" in reply
+
+
+async def test_a_flow_crash_still_gives_crisis_numbers(services, messenger, monkeypatch):
+    who = Incoming(user_id=12, chat_id=12)
+    monkeypatch.setattr(services.citizens.flow, "handle", lambda *a: 1 / 0)
+    await services.citizens.handle(who, Command("start"))
+    assert "113" in messenger.to(12)[-1]
+
+
+async def test_card_post_failure_is_retried_then_reported(services, messenger):
+    who = Incoming(user_id=13, chat_id=13)
+    await start(services.citizens, who)
+    messenger.fail_chats.add(THERAPISTS)
+    await services.citizens.handle(who, Button("a:risk_thoughts:1"))
+    replies = messenger.to(13)
+    assert "113" in replies[-2]  # the crisis reply went first
+    assert "teknisk feil" in replies[-1] and "113" in replies[-1]
+    # the case is kept, priority recorded, so it reaches the queue when Telegram is back
+    case = services.citizens.store.open_cases()[0]
+    assert case.priority == 3 and case.card_message_id is None
+
+
+async def test_card_post_recovers_after_a_transient_failure(services, messenger):
+    who = Incoming(user_id=14, chat_id=14)
+    await start(services.citizens, who)
+    calls = {"n": 0}
+    original = messenger.send
+
+    async def flaky(chat_id, text, options=(), **kwargs):
+        if chat_id == THERAPISTS:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise ConnectionError("blip")
+        return await original(chat_id, text, options, **kwargs)
+
+    messenger.send = flaky  # type: ignore[method-assign]
+    await services.citizens.handle(who, Button("a:risk_thoughts:1"))
+    assert any("PRIORITERT" in text for text in messenger.to(THERAPISTS))
+    assert not any("teknisk feil" in text for text in messenger.to(14))
+
+
+async def test_redelivered_update_is_applied_once(services, messenger):
+    who = Incoming(user_id=15, chat_id=15, update_id=1)
+    await services.citizens.handle(who, Command("start"))
+    await services.citizens.handle(Incoming(15, 15, update_id=2), Button("consent:yes"))
+    await services.citizens.handle(Incoming(15, 15, update_id=3), Button("age:yes"))
+    await services.citizens.handle(Incoming(15, 15, update_id=4), Button("a:risk_thoughts:0"))
+    await services.citizens.handle(Incoming(15, 15, update_id=4), Button("a:risk_plans:1"))
+    citizen = services.citizens.store.find_citizen(15)
+    session = services.citizens.store.current_case(citizen.id).session
+    assert session["answers"] == {"risk_thoughts": 0}
