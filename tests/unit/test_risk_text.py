@@ -1,0 +1,378 @@
+"""Free-text risk detection (flows/risk_text.py, flows/data/risk_phrases.toml)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flows.risk_text import CATEGORIES, RiskHit, compile_data, detect, normalise
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def category(text: str) -> str | None:
+    hit = detect(text)
+    return hit.category if hit else None
+
+
+# --- the examples named in the brief ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("jeg orker ikke mer", "suicide"),
+        ("Jeg har tenkt på å ta livet mitt", "suicide"),
+        ("jeg skal ta livet av meg", "suicide"),
+        ("eg vil ikkje leve", "suicide"),
+        ("jeg har lyst til å kutte meg", "self_harm"),
+        ("jeg vil ikke være her lenger", "suicide"),
+        ("I want to kill myself", "suicide"),
+        ("I'm going to end it all", "suicide"),
+        ("alle hadde hatt det bedre uten meg", "suicide"),
+        ("jeg har sagt farvel til alle", "suicide"),  # saying goodbye
+        ("Goodbye everyone, thank you for everything", "suicide"),
+        ("jeg har gitt bort tingene mine", "suicide"),  # giving things away
+        ("I gave away my dog and my stuff", "suicide"),
+        ("jeg har samlet på piller", "suicide"),  # collecting pills
+        ("I've been stockpiling my meds", "suicide"),
+        ("jeg kan ikke orke mer", "suicide"),  # "ikke orke mer", the national guide's wording
+        ("ikke orker mer", "suicide"),
+        ("Jeg har selvmordstanker", "suicide"),
+        ("I cut myself last night", "self_harm"),
+        ("jeg kommer til å drepe ham", "harm_others"),
+        ("I'm scared I might hurt my baby", "harm_others"),
+        ("Kjæresten min slår meg", "crisis"),
+        ("I'm having a panic attack and can't breathe", "crisis"),
+    ],
+)
+def test_named_examples_hit_with_the_right_category(text: str, expected: str) -> None:
+    assert category(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "jeg døde av latter",
+        "Det var drepende kjedelig på jobb i dag",
+        "I could kill for a coffee",
+        "Konserten var dødsbra!",
+        "this game is killing me",
+        "jeg skal ta livet lett i sommer",
+        "Eg skal ta livet med ro i sommar",
+        "jobben tar livet av meg for tiden",
+        "My feet are killing me",
+        "I'm dying to see that movie",
+        "Jeg orker ikke mer kaffe i dag, haha",
+        "Jeg brente meg på stekepanna",
+        "I burned myself on the oven",
+        "Han slår meg alltid i sjakk",
+        "I beat myself up over small mistakes",
+        "We watched a film about suicide in class",
+        "Nei, jeg har ingen selvmordstanker",
+        "I'm not suicidal, just exhausted",
+        "I want to end my subscription",
+        "I ran 50 kms last week",
+        "Jeg har lyst til å forsvinne på ferie til Spania",
+        "jeg har ikke sovet godt på en uke og er stressa for eksamen",
+        "I'm tired of my job",
+        "En venn av meg snakker om å ta livet sitt, hva skal jeg gjøre?",
+        "jeg har hatt en tung periode, men ingen tanker om å skade meg",
+        "",
+        "   ",
+        "😭😭😭",
+    ],
+)
+def test_non_risk_idioms_and_everyday_messages_do_not_fire(text: str) -> None:
+    assert detect(text) is None
+
+
+def test_an_idiom_hides_only_itself_not_the_rest_of_the_message() -> None:
+    assert category("jeg døde av latter i går, men nå vil jeg dø") == "suicide"
+    assert category("I could kill for a coffee. Honestly I want to kill myself") == "suicide"
+    assert category("jeg skal ta livet lett i sommer, eller ta livet mitt") == "suicide"
+
+
+# --- spelling variants -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # æøå missing, written as ae/oe/aa or dropped
+        "jeg vil do",
+        "jeg vil doe",
+        "tenker paa aa ta livet mitt",
+        "tenker pa a ta livet mitt",
+        "jeg vil ikke vaere her lenger",
+        "jeg vil ikke vare her lenger",
+        "eg vil ikkje vere her lenger",
+        "skulle onske jeg var dod",
+        "alle hadde hatt det bedre uten meg",
+        # upper case
+        "JEG VIL DØ",
+        "ORKER IKKE MER",
+        "I WANT TO KILL MYSELF",
+        # one typo in a longer word
+        "jeg har tenkt på sellvmord",
+        "jeg har tenkt på selvmrod",
+        "jeg har tenkt på selvmor",
+        "jeg kuter meg",
+        "jeg vil ta livet mitt",
+        "i want to kill mysefl",
+        "I feel suicdal",
+        "orker ikke mer",
+        "orkr ikke mer",
+        # words run together
+        "talivetmitt",
+        "jeg vil talivetmitt",
+        "killmyself",
+        "i want to killmyself",
+        "jegvilikkelevemer",
+        "orkerikkemer",
+        "endit all",
+        # dialect and chat forms
+        "æ orke itj mer",
+        "i wanna kms",
+    ],
+)
+def test_spelling_case_typo_and_run_together_variants_hit(text: str) -> None:
+    assert detect(text) is not None, text
+
+
+def test_normalise_folds_norwegian_letters_and_their_ascii_spellings_to_one_form() -> None:
+    assert normalise("være") == normalise("vaere") == normalise("vare") == "vare"
+    assert normalise("død") == normalise("doed") == normalise("dod") == "dod"
+    assert normalise("må") == normalise("maa") == normalise("ma") == "ma"
+    assert normalise("Ærlig talt, jeg ORKER ikke mer!!") == "arlig talt jeg orker ikke mer"
+    assert normalise("I'm   can’t  don't") == "im cant dont"
+    assert normalise("café naïve Ørsta") == "cafe naive orsta"
+
+
+def test_most_severe_category_wins() -> None:
+    assert category("jeg kutter meg og vil ta livet mitt") == "suicide"
+    assert category("kjæresten slår meg og jeg vil dø") == "suicide"
+    assert category("jeg kutter meg og har lyst til å drepe ham") == "harm_others"
+    assert category("kjæresten slår meg og jeg kutter meg") == "self_harm"
+    hit = detect("jeg orker ikke mer, jeg vil ta livet mitt")
+    assert hit is not None and hit.kind == "explicit"  # explicit beats indirect
+
+
+def test_hit_names_the_phrase_from_the_data_file() -> None:
+    hit = detect("jeg vil ta livet mitt")
+    assert isinstance(hit, RiskHit)
+    assert (hit.category, hit.kind, hit.lang) == ("suicide", "explicit", "nb")
+    assert "livet" in hit.phrase
+    assert hit.category in CATEGORIES
+
+
+# --- speed -------------------------------------------------------------------------------
+
+TYPICAL = [  # no risk: what almost every message looks like
+    "Hei! Jeg har hatt det litt tungt på jobb i det siste og sover dårlig, kan dere hjelpe meg?",
+    "I've been feeling anxious at work lately and can't really concentrate, is there a wait?",
+    "Eg har vore sliten lenge og har lyst å snakke med nokon om korleis eg har det heime.",
+    "Hvor lang er ventetiden nå? Jeg har fått time hos fastlegen, men vil gjerne snakke med dere.",
+]
+RISKY = [
+    "jeg orker ikke mer, har tenkt på å ta livet mitt og vet ikke hva jeg skal gjøre nå",
+    "I don't know what to do anymore, honestly I think everyone would be better off without me",
+]
+
+
+def _cpu_seconds_per_call(texts: list[str], rounds: int = 200) -> float:
+    """Best of five batches, in CPU time, so a busy machine does not fail the test."""
+    for text in texts:
+        detect(text)  # compile once, warm the typo cache
+    best = float("inf")
+    for _ in range(5):
+        start = time.process_time()
+        for _ in range(rounds):
+            for text in texts:
+                detect(text)
+        best = min(best, (time.process_time() - start) / (rounds * len(texts)))
+    return best
+
+
+def test_a_typical_100_character_message_takes_under_50_microseconds() -> None:
+    assert all(80 <= len(t) <= 110 for t in TYPICAL)
+    per_call = _cpu_seconds_per_call(TYPICAL)
+    assert per_call < 50e-6, f"{per_call * 1e6:.1f} µs per message"
+
+
+def test_a_message_with_risk_is_not_much_slower() -> None:
+    assert all(detect(t) is not None for t in RISKY)
+    per_call = _cpu_seconds_per_call(RISKY)
+    assert per_call < 150e-6, f"{per_call * 1e6:.1f} µs per message"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 5000,
+        "jeg " * 1250,
+        ("ta livet " * 600)[:5000],
+        "orker ikke " * 455,
+        "kutt" * 1250,
+        "i want to " * 500,
+        ("hopeless " * 600)[:5000],
+        "æøå" * 1667,
+        "1 " * 2500,
+        "abcdefghij klmnopqrs tuvwxyzæ " * 170,
+        ("jeg " + "x" * 40 + " ") * 110,
+    ],
+    ids=lambda t: t[:12],
+)
+def test_a_5000_character_message_finishes_fast(text: str) -> None:
+    detect("warm up")
+    start = time.perf_counter()
+    detect(text)
+    assert time.perf_counter() - start < 0.25
+
+
+# --- the evaluation set -------------------------------------------------------------------
+
+
+@functools.cache
+def _evaluator() -> types.ModuleType:
+    """eval/evaluate_risk.py, loaded by path (eval/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("evaluate_risk", ROOT / "eval" / "evaluate_risk.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_eval_set_is_big_mixed_and_has_a_held_out_split() -> None:
+    ev = _evaluator()
+    rows = ev.load_rows()
+    assert len(rows) >= 360
+    assert sum(r.risk for r in rows) >= len(rows) / 3
+    assert {r.lang for r in rows} == {"nb", "nn", "en"}
+    assert {r.split for r in rows} == {"dev", "test"}
+    assert 0.2 <= sum(r.split == "test" for r in rows) / len(rows) <= 0.4
+    for r in rows:
+        if r.risk:
+            assert r.category in CATEGORIES and r.kind in ("explicit", "indirect"), r.text
+        else:
+            assert r.category == "" and r.kind == "none", r.text
+    assert len({r.text for r in rows}) == len(rows)
+
+
+def test_the_eval_set_targets_hold_on_all_messages() -> None:
+    ev = _evaluator()
+    results = ev.run(ev.load_rows(split="all"))
+    met = ev.targets_met(results)
+    assert all(ok for _, _, ok in met.values()), {k: (r.value, t) for k, (r, t, _) in met.items()}
+    assert met["sensitivity explicit"][0].value >= 0.98
+    assert met["sensitivity indirect"][0].value >= 0.85
+    assert met["specificity"][0].value >= 0.80
+
+
+# --- properties ---------------------------------------------------------------------------
+
+KNOWN_EXPLICIT = [
+    "jeg vil ta livet mitt",
+    "jeg skal ta livet av meg",
+    "jeg har selvmordstanker",
+    "jeg vil dø",
+    "JEG VIL DØ",
+    "jeg vil do",
+    "jeg vil ikke leve mer",
+    "eg vil ikkje leve lenger",
+    "eg har sjølvmordstankar",
+    "jeg vil drepe meg selv",
+    "I want to kill myself",
+    "i want to die",
+    "I'm going to end it all",
+    "I want to end my life",
+    "I wish I was dead",
+    "i feel suicidal",
+    "talivetmitt",
+    "killmyself",
+    "jeg kutter meg",
+    "I cut myself",
+    "jeg kommer til å drepe ham",
+]
+
+surrounding = st.text(max_size=120)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=surrounding, phrase=st.sampled_from(KNOWN_EXPLICIT), after=surrounding)
+def test_a_known_explicit_phrase_is_found_anywhere_in_any_text(before: str, phrase: str, after: str) -> None:
+    assert detect(f"{before} {phrase} {after}") is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_normalise_is_idempotent_and_detect_never_fails(text: str) -> None:
+    once = normalise(text)
+    assert normalise(once) == once
+    assert set(once) <= set("abcdefghijklmnopqrstuvwxyz0123456789 ")
+    hit = detect(text)
+    assert hit is None or hit.category in CATEGORIES
+
+
+# --- the data file is validated -----------------------------------------------------------
+
+
+def _entry(**overrides: object) -> dict[str, object]:
+    entry = {"lang": "nb", "category": "suicide", "kind": "explicit", "pattern": "vil dø"}
+    entry.update(overrides)
+    return entry
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        _entry(category="sad"),
+        _entry(kind="maybe"),
+        _entry(lang="sv"),
+        _entry(pattern="(vil|skal dø"),
+        _entry(pattern="vil dø)"),
+        _entry(pattern="* dø"),
+        _entry(pattern="vil *"),
+        _entry(pattern="[bare]"),
+        _entry(pattern="vil (dø)?"),
+        _entry(pattern="(unclosed", regex=True),
+        _entry(pattern="(capturing) group", regex=True),
+    ],
+)
+def test_a_bad_entry_is_rejected_with_a_clear_error(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        compile_data({"entry": [bad]})
+
+
+def test_the_mini_language() -> None:
+    data = compile_data(
+        {
+            "entry": [
+                _entry(pattern="(ta|tar) livet (mitt|av meg)"),
+                _entry(pattern="samlet * piller", kind="indirect"),
+                _entry(pattern="selvmord*"),
+                _entry(pattern="[jeg] vil [bare] dø"),
+            ],
+            "exclude": [{"pattern": "ta livet lett"}],
+        }
+    )
+    regexes = [e.spaced for e in data.entries]
+
+    def hits(text: str) -> bool:
+        return any(r.search(normalise(text)) for r in regexes)
+
+    assert hits("tar livet av meg") and hits("talivetmitt")
+    assert hits("samlet på piller") and hits("samlet opp mange piller") and hits("samlet piller")
+    assert not hits("samlet på frimerker og noen gamle piller")  # more than three words between
+    assert hits("selvmordstanker") and not hits("uselvmord")
+    assert hits("vil dø") and hits("jeg vil bare dø") and not hits("vil dokumentere")
+    assert data.exclude.search("jeg skal ta livet lett")
