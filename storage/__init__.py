@@ -1,7 +1,12 @@
-"""Storage: encryption at rest and the one repository implementation.
+"""Storage: encryption at rest, the schema migrations and the one repository implementation.
 
 Health answers, free text, chat ids and relayed messages are encrypted at rest; a citizen
-is found by a keyed HMAC of their Telegram user id, never by the id in clear.
+is found by a keyed HMAC of their Telegram user id, never by the id in clear. The HMAC key
+comes from a random lookup secret stored (encrypted) in the database, so rotating the
+encryption keys never changes a lookup.
+
+Start-up, in this order: ``repo.require_current_schema()`` (raises :class:`SchemaOutdated`)
+then ``repo.require_matching_keys()`` (raises :class:`KeysDoNotMatch`).
 """
 
 from .crypto import (
@@ -10,9 +15,11 @@ from .crypto import (
     EncryptedText,
     InvalidKeys,
     InvalidToken,
+    LookupKey,
     current_cipher,
     set_cipher,
 )
+from .migrate import SchemaError, SchemaOutdated, SchemaStatus
 from .repository import (
     DIRECTIONS,
     STATUSES,
@@ -21,10 +28,24 @@ from .repository import (
     CaseRecord,
     CitizenRecord,
     DutyRecord,
+    KeyCheck,
+    KeysDoNotMatch,
+    PurgeReport,
     RelayRecord,
+    RotationCount,
     SqlRepository,
+    StaleSession,
 )
-from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage, UtcDateTime
+from .tables import (
+    AuditEvent,
+    Case,
+    Citizen,
+    Duty,
+    ProcessedUpdate,
+    RelayMessage,
+    StorageMeta,
+    UtcDateTime,
+)
 
 __all__ = [
     "DIRECTIONS",
@@ -43,10 +64,20 @@ __all__ = [
     "EncryptedText",
     "InvalidKeys",
     "InvalidToken",
+    "KeyCheck",
+    "KeysDoNotMatch",
+    "LookupKey",
     "ProcessedUpdate",
+    "PurgeReport",
     "RelayMessage",
     "RelayRecord",
+    "RotationCount",
+    "SchemaError",
+    "SchemaOutdated",
+    "SchemaStatus",
     "SqlRepository",
+    "StaleSession",
+    "StorageMeta",
     "UtcDateTime",
     "current_cipher",
     "set_cipher",

@@ -1,8 +1,12 @@
 """Encryption at rest.
 
 * :class:`Cipher` wraps :class:`cryptography.fernet.MultiFernet` (authenticated encryption,
-  newest key first, so keys can be rotated without downtime) and derives keyed HMAC lookup
-  keys, so a citizen can be found by their Telegram user id without storing the id.
+  newest key first, so keys can be rotated without downtime).
+* :class:`LookupKey` makes keyed HMAC lookups, so a citizen can be found by their Telegram
+  user id without storing the id. Its key is derived from a random *lookup secret* that is
+  generated once per database and stored there encrypted under the Fernet keys
+  (``storage_meta``), not from a Fernet key: rotating the Fernet keys re-encrypts the secret
+  like any other value, and every lookup stays the same.
 * :class:`EncryptedText` and :class:`EncryptedJSON` are SQLAlchemy column types that encrypt
   on the way into the database and decrypt on the way out. They take the cipher from a
   module-level holder (:func:`set_cipher`), because a column type is created at import
@@ -19,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,31 +40,30 @@ __all__ = [
     "EncryptedText",
     "InvalidKeys",
     "InvalidToken",
+    "LOOKUP_SECRET_BYTES",
+    "LookupKey",
     "current_cipher",
     "set_cipher",
 ]
 
-_LOOKUP_INFO = b"rph-lookup"
+# HKDF "info" of the lookup key: a new purpose for the same secret gets a new label
+_LOOKUP_INFO = b"rph-lookup-v2:user-id"
+LOOKUP_SECRET_BYTES = 32
 
 
 class InvalidKeys(ValueError):
     """The configured key list is empty or holds something that is not a Fernet key."""
 
 
-def _derive_lookup_key(fernet_key: str) -> bytes:
-    raw = base64.urlsafe_b64decode(fernet_key.encode("ascii"))
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_LOOKUP_INFO).derive(raw)
-
-
 class Cipher:
-    """Fernet encryption with key rotation plus keyed lookups.
+    """Fernet encryption with key rotation.
 
     ``keys`` are url-safe base64 Fernet keys, **newest first**: new tokens are always made
     with the first key, any of them decrypts. A single key string is accepted as a
     one-element list.
     """
 
-    __slots__ = ("_fernet", "_lookup_keys")
+    __slots__ = ("_count", "_fernet", "_fingerprint", "_newest")
 
     def __init__(self, keys: Sequence[str]) -> None:
         if isinstance(keys, str | bytes):
@@ -89,19 +93,22 @@ class Cipher:
                 cleaned.append(key)
         if not cleaned:
             raise InvalidKeys("at least one encryption key is required")
+        self._count = len(cleaned)
+        self._newest = Fernet(cleaned[0])
         self._fernet = MultiFernet([Fernet(key) for key in cleaned])
-        self._lookup_keys: tuple[bytes, ...] = tuple(_derive_lookup_key(k) for k in cleaned)
+        # compares key lists without keeping a second copy of the keys around
+        self._fingerprint = hashlib.sha256("\n".join(cleaned).encode("ascii")).digest()
 
     def __repr__(self) -> str:
-        return f"<Cipher keys={len(self._lookup_keys)}>"
+        return f"<Cipher keys={self._count}>"
 
     @property
     def key_count(self) -> int:
-        return len(self._lookup_keys)
+        return self._count
 
     def same_keys(self, other: Cipher) -> bool:
         """True if ``other`` was configured with the same keys in the same order."""
-        return hmac.compare_digest(b"".join(self._lookup_keys), b"".join(other._lookup_keys))
+        return hmac.compare_digest(self._fingerprint, other._fingerprint)
 
     # --- encryption -----------------------------------------------------------------------
 
@@ -120,30 +127,60 @@ class Cipher:
         return self._fernet.decrypt(token)
 
     def rotate(self, token: str | bytes) -> str:
-        """Re-encrypt ``token`` with the newest key (keeps the original timestamp)."""
+        """Re-encrypt ``token`` with the newest key (keeps the original timestamp). Raises
+        :class:`~cryptography.fernet.InvalidToken` if no configured key decrypts it."""
         if isinstance(token, str):
             token = token.encode("ascii")
         return self._fernet.rotate(token).decode("ascii")
 
-    # --- lookups --------------------------------------------------------------------------
-
-    def lookup_key(self, value: str) -> str:
-        """Hex HMAC-SHA256 of ``value`` under a key derived (HKDF) from the newest Fernet
-        key. Deterministic, so it can be indexed; useless without the key."""
-        return self._hmac(self._lookup_keys[0], value)
-
-    def lookup_keys(self, value: str) -> list[str]:
-        """:meth:`lookup_key` under every configured key, newest first, so rows written
-        before a key rotation are still found."""
-        return [self._hmac(key, value) for key in self._lookup_keys]
-
-    @staticmethod
-    def _hmac(key: bytes, value: str) -> str:
-        return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    def is_current(self, token: str | bytes) -> bool:
+        """True if ``token`` is (authentically) encrypted under the newest key, i.e. a
+        rotation has nothing to do for it."""
+        if isinstance(token, str):
+            try:
+                token = token.encode("ascii")
+            except UnicodeEncodeError:
+                return False
+        try:
+            self._newest.decrypt(token)
+        except InvalidToken:
+            return False
+        return True
 
     @staticmethod
     def generate_key() -> str:
         return Fernet.generate_key().decode("ascii")
+
+
+class LookupKey:
+    """Keyed HMAC-SHA256 lookups: ``digest(value)`` is deterministic (so it can be indexed
+    and searched for) and useless without the secret (so it does not reveal the value).
+
+    The HMAC key is derived (HKDF-SHA256) from a random 32-byte *lookup secret*, which
+    :class:`storage.repository.SqlRepository` generates once per database and stores
+    encrypted in ``storage_meta``. It does not depend on the Fernet keys, so rotating them
+    never changes a lookup.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes) -> None:
+        if not isinstance(secret, bytes | bytearray) or len(secret) != LOOKUP_SECRET_BYTES:
+            raise ValueError(f"the lookup secret must be {LOOKUP_SECRET_BYTES} bytes")
+        self._key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=_LOOKUP_INFO
+        ).derive(bytes(secret))
+
+    def __repr__(self) -> str:
+        return "<LookupKey>"
+
+    def digest(self, value: str) -> str:
+        """Hex HMAC-SHA256 of ``value`` (64 characters)."""
+        return hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def generate_secret() -> bytes:
+        return secrets.token_bytes(LOOKUP_SECRET_BYTES)
 
 
 # --- the holder the column types read from --------------------------------------------------

@@ -14,27 +14,44 @@ messages (``hide_parameters=True``), and this module logs nothing about citizens
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, bindparam, create_engine, delete, event, insert, select, text, update
+from cryptography.fernet import InvalidToken
+from sqlalchemy import (
+    Table,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import type_coerce as sa_type_coerce
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, col
 
-from .crypto import Cipher, current_cipher, set_cipher
-from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage
+from . import migrate as migrations
+from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
+from .engine import create_engines
+from .migrate import SchemaOutdated, SchemaStatus
+from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage, StorageMeta
 
 __all__ = [
     "AuditRecord",
@@ -43,8 +60,13 @@ __all__ = [
     "CitizenRecord",
     "DIRECTIONS",
     "DutyRecord",
+    "KeyCheck",
+    "KeysDoNotMatch",
+    "PurgeReport",
     "RelayRecord",
+    "RotationCount",
     "STATUSES",
+    "SchemaOutdated",
     "SqlRepository",
 ]
 
@@ -72,8 +94,26 @@ class CaseNotFound(LookupError):
     """No such case (or, for :meth:`SqlRepository.apply_update`, not this citizen's)."""
 
 
+class KeysDoNotMatch(RuntimeError):
+    """Values are stored, but the configured TRIAGE_ENCRYPTION_KEYS decrypt none of them
+    (one line; never a key or a value)."""
+
+
+class StaleSession(Exception):
+    """The case changed between reading it and writing the answer (another instance applied
+    an update of the same chat first): decide again from what is stored now."""
+
+
 class _AlreadyProcessed(Exception):
     """Internal: the update id was seen before; roll the transaction back."""
+
+
+class _DryRun(Exception):
+    """Internal: roll back a purge that was only counting."""
+
+
+#: ``storage_meta.name`` of the secret the citizen lookup key is derived from
+LOOKUP_SECRET = "lookup_secret"
 
 
 # --- records ------------------------------------------------------------------------------
@@ -137,6 +177,103 @@ class RelayRecord:
     therapist_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class RotationCount:
+    """Encrypted values of one table after :meth:`SqlRepository.rotate_keys`."""
+
+    table: str
+    rotated: int  # re-encrypted under the newest key now
+    current: int  # already under the newest key: nothing to do
+    unreadable: int = 0  # no configured key decrypts it: left alone
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """What :meth:`SqlRepository.key_check` found (counts only)."""
+
+    sampled: int
+    decrypted: int
+    secret_decrypts: bool | None  # None: no lookup secret stored yet
+
+    @property
+    def keys_match(self) -> bool:
+        if self.secret_decrypts is False:
+            return False
+        return self.sampled == 0 or self.decrypted > 0
+
+    @property
+    def all_decrypt(self) -> bool:
+        return self.secret_decrypts is not False and self.decrypted == self.sampled
+
+    def describe(self) -> str:
+        if self.secret_decrypts is None and self.sampled == 0:
+            return "no encrypted values stored yet"
+        if not self.keys_match:
+            if self.sampled and not self.decrypted:
+                what = f"none of {self.sampled} sampled stored values decrypts"
+                if self.secret_decrypts is False:
+                    what = (
+                        f"neither the lookup secret nor any of {self.sampled} sampled stored values decrypts"
+                    )
+            else:
+                what = "the stored lookup secret does not decrypt"
+            return (
+                f"{what} with TRIAGE_ENCRYPTION_KEYS: these are not the keys this database "
+                "was written with (put a new key first and keep the old ones until "
+                "`python -m bot rotate-keys` has run)"
+            )
+        if not self.all_decrypt:
+            return (
+                f"{self.sampled - self.decrypted} of {self.sampled} sampled values do not decrypt: "
+                "a key they were written with is missing from TRIAGE_ENCRYPTION_KEYS "
+                "(removed before `python -m bot rotate-keys` finished?)"
+            )
+        secret = "the lookup secret and " if self.secret_decrypts else ""
+        return f"{secret}{self.decrypted} sampled values decrypt"
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What :meth:`SqlRepository.purge` deleted (or, in a dry run, would delete): counts
+    and cut-off times, no personal data."""
+
+    dry_run: bool
+    cutoff: datetime
+    audit_cutoff: datetime | None
+    closed_cases: int = 0
+    abandoned_screenings: int = 0
+    finished_screenings: int = 0
+    relay_messages: int = 0
+    citizens: int = 0
+    audit_events: int = 0
+    processed_updates: int = 0
+
+    @property
+    def cases(self) -> int:
+        return self.closed_cases + self.abandoned_screenings + self.finished_screenings
+
+    @property
+    def total(self) -> int:
+        return self.cases + self.relay_messages + self.citizens + self.audit_events + self.processed_updates
+
+    def lines(self) -> list[str]:
+        verb = "would delete" if self.dry_run else "deleted"
+        audit = (
+            f"audit events before {self.audit_cutoff:%Y-%m-%d %H:%M} UTC"
+            if self.audit_cutoff is not None
+            else "audit events (audit retention off)"
+        )
+        return [
+            f"{verb} {self.closed_cases} closed cases (closed before {self.cutoff:%Y-%m-%d %H:%M} UTC)",
+            f"{verb} {self.abandoned_screenings} abandoned screenings (no update since then)",
+            f"{verb} {self.finished_screenings} finished self-help screenings (no update since then)",
+            f"{verb} {self.relay_messages} relayed messages of those cases",
+            f"{verb} {self.citizens} citizens left without a case",
+            f"{verb} {self.processed_updates} processed update ids",
+            f"{verb} {self.audit_events} {audit}",
+        ]
+
+
 def _citizen_record(row: Citizen) -> CitizenRecord:
     assert row.id is not None
     return CitizenRecord(id=row.id, chat_id=int(row.chat_id), lang=row.lang)
@@ -192,43 +329,6 @@ def _new_label(length: int) -> str:
     return "K-" + "".join(secrets.choice(_LABEL_ALPHABET) for _ in range(length))
 
 
-# --- engine setup -------------------------------------------------------------------------
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see
-    # _sqlite_on_begin); this also makes the PRAGMAs below run outside a transaction.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # overwrite deleted content instead of leaving it in free pages of the file
-        cursor.execute("PRAGMA secure_delete=ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # Write transactions take the write lock up front (BEGIN IMMEDIATE): a deferred
-    # transaction that reads first and writes later cannot wait for a concurrent writer
-    # under WAL and would fail with "database is locked" instead.
-    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN DEFERRED")
-
-
-def _prepare_sqlite_path(url: URL) -> None:
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database).expanduser()
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    if not path.exists():
-        path.touch(mode=0o600)  # SQLite gives its -wal/-shm files the same permissions
-
-
 # --- the repository -------------------------------------------------------------------------
 
 
@@ -246,33 +346,15 @@ class SqlRepository:
     def __init__(self, database_url: str, cipher: Cipher, *, echo: bool = False) -> None:
         if not isinstance(cipher, Cipher):
             raise TypeError(f"expected a Cipher, not {type(cipher).__name__}")
-        url = make_url(database_url)
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
         self._cipher = cipher
         set_cipher(cipher)
-
-        backend = url.get_backend_name()
-        if backend == "sqlite":
-            _prepare_sqlite_path(url)
-            in_memory = not url.database or url.database == ":memory:"
-            engine = create_engine(
-                url,
-                echo=echo,
-                hide_parameters=True,
-                connect_args={"check_same_thread": False, "timeout": 30},
-                **({"poolclass": StaticPool} if in_memory else {}),
-            )
-            event.listen(engine, "connect", _sqlite_on_connect)
-            event.listen(engine, "begin", _sqlite_on_begin)
-            write_bind = engine.execution_options(sqlite_begin="IMMEDIATE")
-        else:
-            engine = create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
-            write_bind = engine
-        self._engine: Engine = engine
-        self._dialect = engine.dialect.name
-        self._read = sessionmaker(bind=engine, expire_on_commit=False)
-        self._write = sessionmaker(bind=write_bind, expire_on_commit=False)
+        self._engines = create_engines(database_url, echo=echo)
+        self._engine: Engine = self._engines.read
+        self._dialect = self._engines.dialect
+        self._read = sessionmaker(bind=self._engines.read, expire_on_commit=False)
+        self._write = sessionmaker(bind=self._engines.write, expire_on_commit=False)
+        self._lookup: LookupKey | None = None
+        self._lookup_lock = threading.Lock()
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -281,14 +363,39 @@ class SqlRepository:
     def engine(self) -> Engine:
         return self._engine
 
-    # --- lifecycle ------------------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
+    # --- lifecycle: schema ------------------------------------------------------------------
+
+    def migrate(self) -> tuple[str | None, str | None]:
+        """Upgrade the schema to the newest migration (``python -m bot migrate``); returns
+        the revisions before and after. Idempotent; safe to run from several processes."""
+        return migrations.upgrade(self._engines)
 
     def create_schema(self) -> None:
-        """Create missing tables (until Alembic migrations take over)."""
-        SQLModel.metadata.create_all(self._engine)
+        """Bring the schema up to date: the same migrations as :meth:`migrate`, so tests,
+        the console demo and the bot all use one path."""
+        self.migrate()
+
+    def schema_status(self) -> SchemaStatus:
+        """``"current"`` (at the newest migration), ``"empty"`` (no tables: a fresh
+        database) or ``"outdated"`` (older revision, no migration history, or a revision
+        from a newer version of the bot)."""
+        return migrations.status(self._engines)
+
+    def describe_schema(self) -> tuple[SchemaStatus, str]:
+        """:meth:`schema_status` plus a one-line explanation naming what to run."""
+        return migrations.describe(self._engines)
+
+    def require_current_schema(self) -> None:
+        """Raise :class:`SchemaOutdated` (one line, naming ``python -m bot migrate``) unless
+        the schema is current. Call at start-up, before serving anyone."""
+        migrations.require_current(self._engines)
 
     def dispose(self) -> None:
-        self._engine.dispose()
+        self._engines.dispose()
 
     def ping(self) -> bool:
         try:
@@ -333,14 +440,57 @@ class SqlRepository:
         result = session.execute(stmt.execution_options(synchronize_session=False))
         return int(result.rowcount)
 
-    def _find_citizens(self, session: Session, user_id: int) -> tuple[list[str], Citizen | None]:
-        keys = self._cipher.lookup_keys(str(int(user_id)))
-        rows = session.scalars(select(Citizen).where(col(Citizen.user_key).in_(keys))).all()
-        by_key = {row.user_key: row for row in rows}
-        for key in keys:  # newest key first
-            if key in by_key:
-                return keys, by_key[key]
-        return keys, None
+    def _find_citizen(self, session: Session, user_key: str) -> Citizen | None:
+        return session.scalars(select(Citizen).where(Citizen.user_key == user_key)).first()
+
+    # --- the lookup secret ------------------------------------------------------------------
+
+    def user_key(self, user_id: int) -> str:
+        """The lookup key stored for a Telegram user id (``citizen.user_key``): a keyed HMAC
+        under the database's lookup secret. Stable across key rotations."""
+        return self._lookup_key().digest(str(int(user_id)))
+
+    def _lookup_key(self) -> LookupKey:
+        lookup = self._lookup
+        if lookup is None:
+            with self._lookup_lock:
+                if self._lookup is None:
+                    self._lookup = self._load_lookup_key()
+                lookup = self._lookup
+        return lookup
+
+    def _load_lookup_key(self) -> LookupKey:
+        """Read the lookup secret, generating it the first time (concurrent first callers,
+        also in other processes, agree on one: insert-if-absent, then read back)."""
+        where = StorageMeta.name == LOOKUP_SECRET
+        try:
+            with self._tx(write=False) as db:
+                stored = db.scalar(select(StorageMeta.value).where(where))
+            if stored is None:
+                secret = base64.urlsafe_b64encode(LookupKey.generate_secret()).decode("ascii")
+                with self._tx(write=True) as db:
+                    created = self._insert_ignore(
+                        db,
+                        StorageMeta,
+                        {"name": LOOKUP_SECRET, "value": secret, "created_at": datetime.now(UTC)},
+                    )
+                    if created:
+                        orphans = db.scalar(select(func.count()).select_from(Citizen))
+                        if orphans:
+                            log.warning(
+                                "a new lookup secret was generated while %d citizen rows exist: "
+                                "those citizens cannot be found by their user id any more",
+                                orphans,
+                            )
+                    stored = db.scalar(select(StorageMeta.value).where(where))
+        except InvalidToken:
+            raise KeysDoNotMatch(
+                "the stored lookup secret does not decrypt with TRIAGE_ENCRYPTION_KEYS: "
+                "these are not the keys this database was written with"
+            ) from None
+        if stored is None:  # pragma: no cover - just inserted or read
+            raise RuntimeError("the lookup secret could not be stored")
+        return LookupKey(base64.urlsafe_b64decode(stored.encode("ascii")))
 
     def _insert_case(self, db: Session, **values: Any) -> Case:
         for attempt in range(16):
@@ -363,8 +513,9 @@ class SqlRepository:
     # --- citizens and the screening -----------------------------------------------------
 
     def find_citizen(self, user_id: int) -> CitizenRecord | None:
+        user_key = self.user_key(user_id)
         with self._tx(write=False) as session:
-            _, citizen = self._find_citizens(session, user_id)
+            citizen = self._find_citizen(session, user_key)
             return _citizen_record(citizen) if citizen is not None else None
 
     def current_case(self, citizen_id: int) -> CaseRecord | None:
@@ -377,6 +528,14 @@ class SqlRepository:
                 .limit(1)
             ).first()
             return _case_record(row) if row is not None else None
+
+    def mark_processed(self, update_id: int, now: datetime) -> bool:
+        """Record an update as applied without storing anything else (a /slett with nothing
+        stored, a decline); False if it was recorded already."""
+        with self._tx(write=True) as db:
+            return self._insert_ignore(
+                db, ProcessedUpdate, {"update_id": int(update_id), "processed_at": _utc(now)}
+            )
 
     def was_processed(self, update_id: int) -> bool:
         with self._tx(write=False) as session:
@@ -394,23 +553,33 @@ class SqlRepository:
         now: datetime,
         case_id: int | None = None,
         finished: bool = False,
+        expected_session: dict[str, Any] | None = None,
     ) -> CaseRecord | None:
         """Record one handled Telegram update in a single transaction.
 
         Marks ``update_id`` processed (if given; if it already was, nothing is applied and
         ``None`` is returned), creates the citizen if missing (and otherwise refreshes its
-        chat id, language and lookup key), then creates a case (``case_id is None``) or
+        chat id and language), then creates a case (``case_id is None``) or
         stores the new session and state on the citizen's case ``case_id``.
+
+        Optimistic concurrency, so several bot instances apply one chat's updates as if in
+        order: the case row is locked and its stored session must still be
+        ``expected_session`` (the one the caller decided from); for a new case, the citizen
+        must have no open case yet. Otherwise :class:`StaleSession` is raised, nothing is
+        applied, and the caller decides again from what is stored now.
         """
         now = _utc(now)
+        user_key = self.user_key(user_id)
         try:
             with self._tx(write=True) as db:
                 if update_id is not None and not self._insert_ignore(
                     db, ProcessedUpdate, {"update_id": int(update_id), "processed_at": now}
                 ):
                     raise _AlreadyProcessed
-                citizen = self._ensure_citizen(db, user_id, chat_id, lang, now)
+                citizen = self._ensure_citizen(db, user_key, chat_id, lang, now)
                 if case_id is None:
+                    if self._open_case_id(db, citizen.id) is not None:
+                        raise StaleSession("another update opened a case for this citizen first")
                     case = self._insert_case(
                         db,
                         citizen_id=citizen.id,
@@ -427,6 +596,8 @@ class SqlRepository:
                     found = db.get(Case, case_id, with_for_update=True)
                     if found is None or found.citizen_id != citizen.id:
                         raise CaseNotFound(f"case {case_id} not found for this citizen")
+                    if expected_session is not None and found.session != expected_session:
+                        raise StaleSession("the session changed since it was read")
                     case = found
                     case.session = session
                     case.state = state
@@ -439,25 +610,25 @@ class SqlRepository:
         except _AlreadyProcessed:
             return None
 
-    def _ensure_citizen(
-        self, db: Session, user_id: int, chat_id: int, lang: str, now: datetime
-    ) -> Citizen:
-        keys, citizen = self._find_citizens(db, user_id)
+    def _open_case_id(self, db: Session, citizen_id: int) -> int | None:
+        return db.scalars(
+            select(Case.id).where(Case.citizen_id == citizen_id, Case.status != STATUS_CLOSED).limit(1)
+        ).first()
+
+    def _ensure_citizen(self, db: Session, user_key: str, chat_id: int, lang: str, now: datetime) -> Citizen:
+        citizen = self._find_citizen(db, user_key)
         if citizen is None:
             self._insert_ignore(
                 db,
                 Citizen,
                 {
-                    "user_key": keys[0],
+                    "user_key": user_key,
                     "chat_id": str(int(chat_id)),
                     "lang": lang,
                     "created_at": now,
                 },
             )
-            citizen = db.scalars(select(Citizen).where(Citizen.user_key == keys[0])).one()
-            return citizen
-        if citizen.user_key != keys[0]:
-            citizen.user_key = keys[0]  # re-key under the newest key after a rotation
+            return db.scalars(select(Citizen).where(Citizen.user_key == user_key)).one()
         if citizen.chat_id != str(int(chat_id)):
             citizen.chat_id = str(int(chat_id))
         if citizen.lang != lang:
@@ -468,40 +639,36 @@ class SqlRepository:
         """Delete the citizen, all their cases and those cases' relayed messages. Audit
         events of those cases are kept without the link (case_id NULL). Returns the number
         of rows deleted."""
+        user_key = self.user_key(user_id)
         with self._tx(write=True) as db:
-            keys = self._cipher.lookup_keys(str(int(user_id)))
-            citizen_ids = list(
-                db.scalars(select(Citizen.id).where(col(Citizen.user_key).in_(keys))).all()
-            )
+            citizen_ids = list(db.scalars(select(Citizen.id).where(Citizen.user_key == user_key)).all())
             if not citizen_ids:
                 return 0
-            case_ids = list(
-                db.scalars(select(Case.id).where(col(Case.citizen_id).in_(citizen_ids))).all()
-            )
-            deleted = 0
-            if case_ids:
-                deleted += self._conditional_update(
-                    db, delete(RelayMessage).where(col(RelayMessage.case_id).in_(case_ids))
-                )
-                db.execute(
-                    update(AuditEvent)
-                    .where(col(AuditEvent.case_id).in_(case_ids))
-                    .values(case_id=None)
-                    .execution_options(synchronize_session=False)
-                )
-                deleted += self._conditional_update(
-                    db, delete(Case).where(col(Case.id).in_(case_ids))
-                )
-            deleted += self._conditional_update(
-                db, delete(Citizen).where(col(Citizen.id).in_(citizen_ids))
-            )
-            return deleted
+            case_ids = list(db.scalars(select(Case.id).where(col(Case.citizen_id).in_(citizen_ids))).all())
+            relays, cases = self._delete_cases(db, case_ids)
+            citizens = self._conditional_update(db, delete(Citizen).where(col(Citizen.id).in_(citizen_ids)))
+            return relays + cases + citizens
+
+    def _delete_cases(self, db: Session, case_ids: list[int]) -> tuple[int, int]:
+        """Delete cases and their relayed messages; their audit events stay, unlinked
+        (case_id NULL). Returns (relay messages, cases) deleted."""
+        if not case_ids:
+            return 0, 0
+        relays = self._conditional_update(
+            db, delete(RelayMessage).where(col(RelayMessage.case_id).in_(case_ids))
+        )
+        db.execute(
+            update(AuditEvent)
+            .where(col(AuditEvent.case_id).in_(case_ids))
+            .values(case_id=None)
+            .execution_options(synchronize_session=False)
+        )
+        cases = self._conditional_update(db, delete(Case).where(col(Case.id).in_(case_ids)))
+        return relays, cases
 
     # --- routing and the therapists' queue -------------------------------------------------
 
-    def set_routing(
-        self, case_id: int, priority: int, reasons: Iterable[str], now: datetime
-    ) -> CaseRecord:
+    def set_routing(self, case_id: int, priority: int, reasons: Iterable[str], now: datetime) -> CaseRecord:
         """Raise (never lower) the case's priority and add ``reasons``. The first time the
         priority reaches a handoff level (>= 2) the case opens for the therapists
         (status "open", ``handed_over_at``)."""
@@ -616,6 +783,42 @@ class SqlRepository:
                 == 1
             )
 
+    def transfer(self, case_id: int, from_therapist: int, to_therapist: int, now: datetime) -> bool:
+        """Hand a claimed case to a colleague (compare-and-set on the current claimer)."""
+        now = _utc(now)
+        with self._tx(write=True) as db:
+            return (
+                self._conditional_update(
+                    db,
+                    update(Case)
+                    .where(
+                        Case.id == case_id,
+                        Case.status == STATUS_CLAIMED,
+                        Case.claimed_by == int(from_therapist),
+                    )
+                    .values(claimed_by=int(to_therapist), claimed_at=now, updated_at=now),
+                )
+                == 1
+            )
+
+    def claimed_cases(self, therapist_id: int) -> list[CaseRecord]:
+        """The cases a therapist holds now, oldest claim first."""
+        with self._tx(write=False) as db:
+            rows = db.scalars(
+                select(Case)
+                .where(Case.status == STATUS_CLAIMED, Case.claimed_by == int(therapist_id))
+                .order_by(col(Case.claimed_at).asc(), col(Case.id).asc())
+            ).all()
+            return [_case_record(row) for row in rows]
+
+    def citizen_for_case(self, case_id: int) -> CitizenRecord | None:
+        """Whom to write to about a case (None once the citizen deleted their data)."""
+        with self._tx(write=False) as db:
+            row = db.scalars(
+                select(Citizen).join(Case, col(Case.citizen_id) == col(Citizen.id)).where(Case.id == case_id)
+            ).first()
+            return _citizen_record(row) if row is not None else None
+
     def open_cases(self) -> list[CaseRecord]:
         """Cases handed to the therapists and not closed: most urgent first, then oldest."""
         with self._tx(write=False) as db:
@@ -654,6 +857,26 @@ class SqlRepository:
                     db, update(Duty).where(Duty.therapist_id == int(therapist_id)).values(values)
                 )
 
+    def remember_therapist(self, therapist_id: int, first_name: str, now: datetime) -> None:
+        """Record a therapist's first name (shown to citizens and colleagues) without
+        changing their duty."""
+        with self._tx(write=True) as db:
+            values = {
+                "therapist_id": int(therapist_id),
+                "on_duty": False,
+                "changed_at": _utc(now),
+                "first_name": first_name,
+            }
+            if not self._insert_ignore(db, Duty, values):
+                self._conditional_update(
+                    db,
+                    update(Duty).where(Duty.therapist_id == int(therapist_id)).values(first_name=first_name),
+                )
+
+    def therapist_names(self) -> dict[int, str]:
+        with self._tx(write=False) as db:
+            return {row.therapist_id: row.first_name for row in db.scalars(select(Duty)).all()}
+
     def on_duty(self) -> list[DutyRecord]:
         with self._tx(write=False) as db:
             rows = db.scalars(
@@ -683,9 +906,7 @@ class SqlRepository:
             assert event_row.id is not None
             return event_row.id
 
-    def audit_log(
-        self, *, actor: str | None = None, case_id: int | None = None
-    ) -> list[AuditRecord]:
+    def audit_log(self, *, actor: str | None = None, case_id: int | None = None) -> list[AuditRecord]:
         stmt = select(AuditEvent).order_by(col(AuditEvent.at).asc(), col(AuditEvent.id).asc())
         if actor is not None:
             stmt = stmt.where(AuditEvent.actor == str(actor))
@@ -737,6 +958,24 @@ class SqlRepository:
             assert row.id is not None
             return row.id
 
+    def link_relays(self, ids: Iterable[int], therapist_id: int, message_id: int, now: datetime) -> int:
+        """Mark relayed messages delivered in the therapist's chat as ``message_id`` (so a
+        Telegram reply to that message finds its case)."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self._tx(write=True) as db:
+            return self._conditional_update(
+                db,
+                update(RelayMessage)
+                .where(col(RelayMessage.id).in_(ids))
+                .values(
+                    therapist_id=int(therapist_id),
+                    therapist_message_id=int(message_id),
+                    delivered_at=_utc(now),
+                ),
+            )
+
     def undelivered_relays(self, case_id: int) -> list[RelayRecord]:
         """Messages of the case not yet delivered, oldest first."""
         with self._tx(write=False) as db:
@@ -773,50 +1012,378 @@ class SqlRepository:
                 .limit(1)
             )
 
-    # --- key rotation -----------------------------------------------------------------------
+    # --- key rotation and the key check ----------------------------------------------------
 
-    def rotate_encryption(self, *, batch_size: int = 500) -> int:
-        """Re-encrypt every stored token under the newest key; returns how many.
+    def rotate_keys(
+        self,
+        *,
+        batch_size: int = 500,
+        on_batch: Callable[[RotationCount], None] | None = None,
+    ) -> list[RotationCount]:
+        """Re-encrypt every stored encrypted value under the newest key (the first of
+        TRIAGE_ENCRYPTION_KEYS), table by table in batches of ``batch_size`` rows, one
+        transaction per batch. Returns the counts per table.
 
-        Run after putting a new key first. Lookup keys (``Citizen.user_key``) cannot be
-        re-keyed without the user id: a citizen is re-keyed the next time they write
-        (:meth:`apply_update`), so keep an old key configured while citizens still depend
-        on it.
+        Resumable and idempotent: a value already under the newest key is left as it is
+        (counted as ``current``), so after an interruption just run it again. Safe while the
+        bot runs: each value is replaced only if it has not changed since it was read. A
+        value no configured key decrypts is left alone and counted as ``unreadable``.
+        ``on_batch`` is called after each committed batch with the table's counts so far.
+
+        Lookups (``citizen.user_key``) do not depend on the Fernet keys and stay valid; the
+        lookup secret itself is re-encrypted like every other value. Afterwards the old
+        keys can be removed.
         """
-        targets = [
-            (Citizen.__table__, ("chat_id",)),
-            (Case.__table__, ("session", "reasons")),
-            (RelayMessage.__table__, ("body",)),
-        ]
-        rotated = 0
-        for table, columns in targets:
-            pk = table.c.id
-            last_id = 0
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        report: list[RotationCount] = []
+        for table, columns in _encrypted_columns():
+            (pk,) = table.primary_key.columns
+            rotated = current = unreadable = 0
+            last: Any = None
             while True:
                 with self._tx(write=True) as db:
-                    raw_columns = [sa_type_coerce(table.c[name], Text) for name in columns]
-                    rows = db.execute(
-                        select(pk, *raw_columns).where(pk > last_id).order_by(pk).limit(batch_size)
-                    ).all()
+                    stmt = select(pk, *(sa_type_coerce(table.c[name], Text) for name in columns))
+                    if last is not None:
+                        stmt = stmt.where(pk > last)
+                    rows = db.execute(stmt.order_by(pk).limit(batch_size)).all()
                     if not rows:
                         break
                     for row in rows:
-                        values = {
-                            name: self._cipher.rotate(token)
-                            for name, token in zip(columns, row[1:], strict=True)
-                            if token is not None
-                        }
-                        if values:
-                            db.execute(
+                        for name, token in zip(columns, row[1:], strict=True):
+                            if token is None:
+                                continue
+                            if self._cipher.is_current(token):
+                                current += 1
+                                continue
+                            try:
+                                fresh = self._cipher.rotate(token)
+                            except InvalidToken:
+                                unreadable += 1
+                                continue
+                            raw = sa_type_coerce(table.c[name], Text)
+                            changed = self._conditional_update(
+                                db,
                                 update(table)
-                                .where(pk == row[0])
-                                .values(
-                                    {
-                                        table.c[name]: bindparam(f"v_{name}", value, type_=Text)
-                                        for name, value in values.items()
-                                    }
-                                )
+                                .where(pk == row[0], raw == bindparam("old", token, type_=Text))
+                                .values({table.c[name]: bindparam("new", fresh, type_=Text)}),
                             )
-                            rotated += len(values)
-                    last_id = rows[-1][0]
-        return rotated
+                            if changed:
+                                rotated += 1
+                            # else: rewritten meanwhile by the bot; a rerun checks it
+                    last = rows[-1][0]
+                if on_batch is not None:
+                    on_batch(RotationCount(table.name, rotated, current, unreadable))
+            report.append(RotationCount(table.name, rotated, current, unreadable))
+        return report
+
+    def key_check(self, sample: int = 20) -> KeyCheck:
+        """Try to decrypt the lookup secret and up to ``sample`` other stored values (the
+        newest of each encrypted column, spread over the columns)."""
+        if sample < 1:
+            raise ValueError("sample must be at least 1")
+        targets = [
+            (table, name)
+            for table, columns in _encrypted_columns()
+            if table.name != StorageMeta.__tablename__
+            for name in columns
+        ]
+        per_column = max(1, -(-sample // len(targets)))
+        tokens: list[str] = []
+        with self._tx(write=False) as db:
+            meta = StorageMeta.__table__
+            secret = db.scalar(select(sa_type_coerce(meta.c.value, Text)).where(meta.c.name == LOOKUP_SECRET))
+            for table, name in targets:
+                (pk,) = table.primary_key.columns
+                raw = sa_type_coerce(table.c[name], Text)
+                tokens += db.scalars(
+                    select(raw).where(raw.is_not(None)).order_by(pk.desc()).limit(per_column)
+                ).all()
+        tokens = tokens[:sample]
+        decrypted = sum(1 for token in tokens if self._decrypts(token))
+        return KeyCheck(
+            sampled=len(tokens),
+            decrypted=decrypted,
+            secret_decrypts=None if secret is None else self._decrypts(secret),
+        )
+
+    def verify_keys(self, sample: int = 20) -> bool:
+        """False if values are stored and the configured keys decrypt none of the sampled
+        ones (or not the lookup secret): the keys are not this database's. An empty
+        database passes."""
+        return self.key_check(sample).keys_match
+
+    def require_matching_keys(self, sample: int = 20) -> None:
+        """Raise :class:`KeysDoNotMatch` (one line) unless :meth:`verify_keys`. Call at
+        start-up, after :meth:`require_current_schema`."""
+        check = self.key_check(sample)
+        if not check.keys_match:
+            raise KeysDoNotMatch(check.describe())
+
+    def _decrypts(self, token: str) -> bool:
+        try:
+            self._cipher.decrypt(token)
+        except (InvalidToken, ValueError, TypeError):
+            return False
+        return True
+
+    # --- retention --------------------------------------------------------------------------
+
+    def purge(
+        self,
+        now: datetime,
+        retention_days: int,
+        dry_run: bool = False,
+        *,
+        audit_retention_days: int | None = None,
+        batch_size: int = 500,
+    ) -> PurgeReport:
+        """Delete what the retention rules say has been kept long enough; returns counts only.
+
+        * a **closed** case ``retention_days`` after ``closed_at``;
+        * a **screening** (status "screening", never handed to the therapists) with no update
+          for ``retention_days``: abandoned halfway, or finished as self-help;
+        * with those cases their relayed messages, and the citizen once they have no case
+          left (also a citizen with no case at all, created ``retention_days`` ago); audit
+          events of the cases stay, unlinked, until their own retention;
+        * **processed update ids** older than ``retention_days`` (needed for a few days only);
+        * **audit events** older than ``audit_retention_days`` (``None``: kept).
+
+        Open and claimed cases are never purged: the therapists close them first. The lookup
+        secret and the duty roster are never purged. One transaction per batch; a dry run
+        does everything in one transaction and rolls it back, so its counts are exactly what
+        a real run would delete at that moment.
+        """
+        now = _utc(now)
+        retention_days = _positive_days("retention_days", retention_days)
+        cutoff = now - timedelta(days=retention_days)
+        audit_cutoff = None
+        if audit_retention_days is not None:
+            days = _positive_days("audit_retention_days", audit_retention_days)
+            audit_cutoff = now - timedelta(days=days)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+        if not dry_run:
+
+            def run(step: Callable[[Session], int]) -> int:
+                with self._tx(write=True) as db:
+                    return step(db)
+
+            counts = self._purge(run, cutoff, audit_cutoff, batch_size)
+        else:
+            outcome: dict[str, int] = {}
+            try:
+                with self._tx(write=True) as db:
+                    outcome = self._purge(lambda step: step(db), cutoff, audit_cutoff, batch_size)
+                    raise _DryRun
+            except _DryRun:
+                pass
+            counts = outcome
+        return PurgeReport(dry_run=dry_run, cutoff=cutoff, audit_cutoff=audit_cutoff, **counts)
+
+    def _purge(
+        self,
+        run: Callable[[Callable[[Session], int]], int],
+        cutoff: datetime,
+        audit_cutoff: datetime | None,
+        batch_size: int,
+    ) -> dict[str, int]:
+        counts = dict.fromkeys(
+            (
+                "closed_cases",
+                "abandoned_screenings",
+                "finished_screenings",
+                "relay_messages",
+                "citizens",
+                "audit_events",
+                "processed_updates",
+            ),
+            0,
+        )
+        screening = and_(Case.status == STATUS_SCREENING, col(Case.updated_at) <= cutoff)
+        conditions = {
+            "closed_cases": and_(
+                Case.status == STATUS_CLOSED,
+                or_(
+                    col(Case.closed_at) <= cutoff,
+                    and_(col(Case.closed_at).is_(None), col(Case.updated_at) <= cutoff),
+                ),
+            ),
+            "abandoned_screenings": and_(screening, col(Case.finished_at).is_(None)),
+            "finished_screenings": and_(screening, col(Case.finished_at).is_not(None)),
+        }
+        for kind, condition in conditions.items():
+
+            def purge_cases(db: Session, condition: Any = condition, kind: str = kind) -> int:
+                ids = list(
+                    db.scalars(
+                        select(Case.id)
+                        .where(condition)
+                        .order_by(col(Case.id))
+                        .limit(batch_size)
+                        .with_for_update()
+                    ).all()
+                )
+                if not ids:
+                    return 0
+                citizen_ids = set(
+                    db.scalars(
+                        select(Case.citizen_id).where(
+                            col(Case.id).in_(ids), col(Case.citizen_id).is_not(None)
+                        )
+                    ).all()
+                )
+                relays, cases = self._delete_cases(db, ids)
+                counts[kind] += cases
+                counts["relay_messages"] += relays
+                counts["citizens"] += self._delete_caseless_citizens(db, citizen_ids)
+                return len(ids)
+
+            while run(purge_cases):
+                pass
+
+        def purge_orphans(db: Session) -> int:
+            ids = set(
+                db.scalars(
+                    select(Citizen.id)
+                    .where(~_has_case(), col(Citizen.created_at) <= cutoff)
+                    .order_by(col(Citizen.id))
+                    .limit(batch_size)
+                ).all()
+            )
+            deleted = self._delete_caseless_citizens(db, ids)
+            counts["citizens"] += deleted
+            return deleted
+
+        while run(purge_orphans):
+            pass
+
+        def purge_updates(db: Session) -> int:
+            ids = list(
+                db.scalars(
+                    select(ProcessedUpdate.update_id)
+                    .where(col(ProcessedUpdate.processed_at) <= cutoff)
+                    .order_by(col(ProcessedUpdate.update_id))
+                    .limit(batch_size)
+                ).all()
+            )
+            if not ids:
+                return 0
+            deleted = self._conditional_update(
+                db, delete(ProcessedUpdate).where(col(ProcessedUpdate.update_id).in_(ids))
+            )
+            counts["processed_updates"] += deleted
+            return deleted
+
+        while run(purge_updates):
+            pass
+
+        if audit_cutoff is not None:
+
+            def purge_audit(db: Session) -> int:
+                ids = list(
+                    db.scalars(
+                        select(AuditEvent.id)
+                        .where(col(AuditEvent.at) <= audit_cutoff)
+                        .order_by(col(AuditEvent.id))
+                        .limit(batch_size)
+                    ).all()
+                )
+                if not ids:
+                    return 0
+                deleted = self._conditional_update(db, delete(AuditEvent).where(col(AuditEvent.id).in_(ids)))
+                counts["audit_events"] += deleted
+                return deleted
+
+            while run(purge_audit):
+                pass
+        return counts
+
+    def _delete_caseless_citizens(self, db: Session, citizen_ids: set[int]) -> int:
+        """Delete those of ``citizen_ids`` that have no case (any more). The rows are locked
+        first, so a case being added for one of them concurrently either commits first (and
+        the citizen stays) or waits for this transaction (and fails its foreign key)."""
+        if not citizen_ids:
+            return 0
+        locked = list(
+            db.scalars(select(Citizen.id).where(col(Citizen.id).in_(citizen_ids)).with_for_update()).all()
+        )
+        if not locked:
+            return 0
+        return self._conditional_update(db, delete(Citizen).where(col(Citizen.id).in_(locked), ~_has_case()))
+
+    # --- read-only queries: the citizen's copy, statistics -----------------------------------
+
+    def citizen_copy(self, user_id: int) -> tuple[list[CaseRecord], list[RelayRecord]]:
+        """Everything stored about a citizen for their own copy (GDPR art. 15, ``/mydata``):
+        all their cases, oldest first, and the relayed messages of those cases, oldest
+        first. Both empty if nothing is stored. Reads only."""
+        user_key = self.user_key(user_id)
+        with self._tx(write=False) as db:
+            citizen = self._find_citizen(db, user_key)
+            if citizen is None:
+                return [], []
+            cases = db.scalars(
+                select(Case)
+                .where(Case.citizen_id == citizen.id)
+                .order_by(col(Case.created_at).asc(), col(Case.id).asc())
+            ).all()
+            ids = [case.id for case in cases]
+            relays = (
+                db.scalars(
+                    select(RelayMessage)
+                    .where(col(RelayMessage.case_id).in_(ids))
+                    .order_by(col(RelayMessage.created_at).asc(), col(RelayMessage.id).asc())
+                ).all()
+                if ids
+                else []
+            )
+            return [_case_record(row) for row in cases], [_relay_record(row) for row in relays]
+
+    def cases_created_since(self, since: datetime) -> list[CaseRecord]:
+        """Cases created at or after ``since``, oldest first (for ``python -m bot stats``;
+        sessions are decrypted, so use the result for counts only)."""
+        since = _utc(since)
+        with self._tx(write=False) as db:
+            rows = db.scalars(
+                select(Case)
+                .where(col(Case.created_at) >= since)
+                .order_by(col(Case.created_at).asc(), col(Case.id).asc())
+            ).all()
+            return [_case_record(row) for row in rows]
+
+    def audit_events_since(self, since: datetime, actions: Iterable[str] | None = None) -> list[AuditRecord]:
+        """Audit events at or after ``since`` (only ``actions`` if given), oldest first."""
+        stmt = select(AuditEvent).where(col(AuditEvent.at) >= _utc(since))
+        if actions is not None:
+            stmt = stmt.where(col(AuditEvent.action).in_(list(actions)))
+        stmt = stmt.order_by(col(AuditEvent.at).asc(), col(AuditEvent.id).asc())
+        with self._tx(write=False) as db:
+            return [
+                AuditRecord(id=row.id or 0, at=row.at, actor=row.actor, action=row.action, case_id=row.case_id)
+                for row in db.scalars(stmt).all()
+            ]
+
+
+def _has_case() -> Any:
+    return exists().where(Case.citizen_id == Citizen.id)
+
+
+def _positive_days(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of days, at least 1")
+    return value
+
+
+def _encrypted_columns() -> list[tuple[Table, list[str]]]:
+    """Every table with encrypted columns, and those columns (found from the column types,
+    so a new encrypted column is rotated and sampled without anyone remembering to)."""
+    found = []
+    for table in SQLModel.metadata.sorted_tables:
+        names = [
+            column.name for column in table.columns if isinstance(column.type, EncryptedText | EncryptedJSON)
+        ]
+        if names:
+            found.append((table, names))
+    return found

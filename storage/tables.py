@@ -8,6 +8,10 @@ and workflow metadata (status, priority, timestamps) are in clear, because the q
 queried by them.
 
 All timestamps are timezone-aware UTC (:class:`UtcDateTime`).
+
+The schema is created and changed only by the Alembic migrations in
+``storage/migrations`` (:mod:`storage.migrate`); a change here needs a new revision there
+(``tests/test_migrations.py`` fails while the two disagree).
 """
 
 from __future__ import annotations
@@ -28,9 +32,21 @@ __all__ = [
     "Citizen",
     "Duty",
     "ProcessedUpdate",
+    "NAMING_CONVENTION",
     "RelayMessage",
+    "StorageMeta",
     "UtcDateTime",
 ]
+
+#: Constraint names, so migrations can refer to them on every backend. They are the names
+#: PostgreSQL gives unnamed constraints, so databases made before migrations match.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "%(table_name)s_%(column_0_name)s_key",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -181,3 +197,19 @@ class RelayMessage(SQLModel, table=True):
     delivered_at: datetime | None = _when(nullable=True)
     therapist_message_id: int | None = Field(default=None, sa_column=Column(_BIG, nullable=True))
     therapist_id: int | None = Field(default=None, sa_column=Column(_BIG, nullable=True))
+
+
+class StorageMeta(SQLModel, table=True):
+    """Small named values the storage itself needs, encrypted like health data.
+
+    ``lookup_secret``: 32 random bytes (base64) from which the HMAC key of
+    ``Citizen.user_key`` is derived (:class:`~storage.crypto.LookupKey`). Generated once;
+    re-encrypted by key rotation; never deleted by retention. Losing it (or every Fernet
+    key) makes citizens unfindable by their Telegram user id.
+    """
+
+    __tablename__ = "storage_meta"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_column=Column(EncryptedText(), nullable=False))
+    created_at: datetime = _when()

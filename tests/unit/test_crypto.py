@@ -8,10 +8,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.dialects import sqlite
 
 from storage.crypto import (
+    LOOKUP_SECRET_BYTES,
     Cipher,
     EncryptedJSON,
     EncryptedText,
     InvalidKeys,
+    LookupKey,
     current_cipher,
     set_cipher,
 )
@@ -69,27 +71,44 @@ def test_tampered_token_is_rejected():
 
 
 def test_lookup_key_is_a_keyed_hmac_from_a_derived_key():
-    key = Cipher.generate_key()
-    cipher = Cipher([key])
-    digest = cipher.lookup_key("123456789")
-    assert digest == cipher.lookup_key("123456789")  # deterministic: indexable
+    secret = LookupKey.generate_secret()
+    assert isinstance(secret, bytes) and len(secret) == LOOKUP_SECRET_BYTES == 32
+    lookup = LookupKey(secret)
+    digest = lookup.digest("123456789")
+    assert digest == LookupKey(secret).digest("123456789")  # deterministic: indexable
     assert len(digest) == 64 and int(digest, 16) >= 0
-    assert digest != cipher.lookup_key("123456780")
+    assert digest != lookup.digest("123456780")
     assert "123456789" not in digest
-    # not a plain hash, and not an HMAC under the raw Fernet key (the key is derived)
+    # not a plain hash, and not an HMAC under the raw secret (the key is derived)
     assert digest != hashlib.sha256(b"123456789").hexdigest()
-    assert digest != hmac.new(key.encode(), b"123456789", hashlib.sha256).hexdigest()
-    # another key, another digest
-    assert Cipher([Cipher.generate_key()]).lookup_key("123456789") != digest
+    assert digest != hmac.new(secret, b"123456789", hashlib.sha256).hexdigest()
+    # another secret, another digest
+    assert LookupKey(LookupKey.generate_secret()).digest("123456789") != digest
+    assert repr(lookup) == "<LookupKey>"
 
 
-def test_lookup_keys_cover_every_key_newest_first():
+@pytest.mark.parametrize("secret", [b"", b"short", b"x" * 31, b"x" * 33, "x" * 32, None])
+def test_lookup_secret_must_be_32_bytes(secret):
+    with pytest.raises(ValueError):
+        LookupKey(secret)
+
+
+def test_is_current_tells_tokens_under_the_newest_key():
     old, new = Cipher.generate_key(), Cipher.generate_key()
-    written_before_rotation = Cipher([old]).lookup_key("42")
     rotated = Cipher([new, old])
-    keys = rotated.lookup_keys("42")
-    assert keys == [Cipher([new]).lookup_key("42"), written_before_rotation]
-    assert rotated.lookup_key("42") == keys[0]
+    old_token = Cipher([old]).encrypt("x")
+    assert not rotated.is_current(old_token)
+    assert rotated.is_current(rotated.rotate(old_token))
+    assert rotated.is_current(rotated.encrypt("y"))
+    assert not rotated.is_current("not a token")
+    assert not rotated.is_current("blåbær")
+
+
+def test_same_keys_compares_lists_in_order():
+    a, b = Cipher.generate_key(), Cipher.generate_key()
+    assert Cipher([a, b]).same_keys(Cipher([a, b]))
+    assert not Cipher([a, b]).same_keys(Cipher([b, a]))
+    assert not Cipher([a]).same_keys(Cipher([a, b]))
 
 
 @pytest.mark.parametrize(
@@ -124,7 +143,7 @@ def test_single_key_string_and_bytes_are_accepted_and_repr_hides_keys():
     key = Cipher.generate_key()
     cipher = Cipher(key)
     assert cipher.key_count == 1
-    assert Cipher(key.encode()).lookup_key("1") == cipher.lookup_key("1")
+    assert Cipher(key.encode()).same_keys(cipher)
     assert key not in repr(cipher)
     # duplicates are collapsed
     assert Cipher([key, key]).key_count == 1
