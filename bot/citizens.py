@@ -17,12 +17,17 @@ from typing import Any, Protocol
 
 from flows import messages
 from flows.conversation import ScreeningFlow
-from flows.model import Alert, Context, Event, Say, Session
+from flows.model import Alert, Command, Context, Event, Forget, Note, Reply, Say, Session, Text
+from flows.risk_text import detect
+from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
-from handoff.ports import Messenger
+from handoff.ports import Messenger, RecipientGone
 from handoff.service import HandoffFailed, HandoffService
+from storage import StaleSession
 
 log = logging.getLogger(__name__)
+
+STALE_RETRIES = 5
 
 
 class CitizenStore(Protocol):
@@ -41,6 +46,7 @@ class Incoming:
     chat_id: int
     language_code: str | None = None
     update_id: int | None = None
+    message_id: int | None = None  # the citizen's own message, to copy media to a therapist
 
 
 class CitizenService:
@@ -49,6 +55,7 @@ class CitizenService:
         store: CitizenStore,
         messenger: Messenger,
         handoff: HandoffService,
+        desk: TherapistDesk,
         *,
         flow: ScreeningFlow | None = None,
         hours: OpeningHours | None = None,
@@ -60,6 +67,7 @@ class CitizenService:
         self.store = store
         self.messenger = messenger
         self.handoff = handoff
+        self.desk = desk
         self.flow = flow or ScreeningFlow()
         self.hours = hours
         self.timezone = timezone
@@ -71,31 +79,67 @@ class CitizenService:
         return await asyncio.to_thread(partial(fn, *args, **kwargs))
 
     async def handle(self, who: Incoming, event: Event) -> None:
-        """Apply one event. Never raises: on any fault the citizen gets the crisis numbers."""
+        """Apply one event. Never raises: on any fault the citizen gets the crisis numbers,
+        and a risk signal in what they wrote still reaches a human."""
         lang = messages.language_for(who.language_code)
+        if event == Command("crisis"):
+            # needs nothing but the messenger: no database, no flow
+            await self._send_safely(who.chat_id, messages.crisis(lang))
+            return
         try:
-            await self._handle(who, event, lang)
+            for attempt in range(1, STALE_RETRIES + 1):
+                try:
+                    await self._handle(who, event, lang)
+                    break
+                except StaleSession:
+                    # another instance applied an update of this chat meanwhile: decide again
+                    if attempt == STALE_RETRIES:
+                        raise
+        except RecipientGone:
+            log.info("citizen unreachable (blocked the bot)")
         except Exception as error:  # noqa: BLE001 - fail safe, whatever went wrong
             log.error("citizen update failed: %s", type(error).__name__, exc_info=_trace(error))
             await self.apologise(who.chat_id, lang)
+            if isinstance(event, Text) and detect(event.text) is not None:
+                await self.handoff.alert_unrecorded_risk()
 
     async def apologise(self, chat_id: int, lang: str) -> None:
-        text = f"{messages.text('error', lang)}\n\n{messages.crisis(lang)}"
+        await self._send_safely(chat_id, f"{messages.text('error', lang)}\n\n{messages.crisis(lang)}")
+
+    async def _send_safely(self, chat_id: int, text: str) -> None:
         try:
             await self.messenger.send(chat_id, text, urgent=True)
         except Exception as error:  # noqa: BLE001
             log.error("could not send the fail-safe reply: %s", type(error).__name__)
 
     async def _handle(self, who: Incoming, event: Event, lang: str) -> None:
-        if who.update_id is not None and await self._db(self.store.was_processed, who.update_id):
-            return
+        redelivered = who.update_id is not None and await self._db(self.store.was_processed, who.update_id)
         citizen = await self._db(self.store.find_citizen, who.user_id)
         case = await self._db(self.store.current_case, citizen.id) if citizen else None
         session = Session.from_dict(case.session) if case else Session(lang=lang)
         session.lang = lang
-        reply = self.flow.handle(session, event, await self.context())
-        if reply.forget:
+        if redelivered:
+            # Applied before (a restart between commit and reply?): apply nothing again, but
+            # ask the current question once more so the citizen is never left hanging.
+            if case is not None and not case.claimed_by:
+                repeat = self.flow.handle(session, Command("repeat"), await self.context(case))
+                for action in repeat.actions:
+                    if isinstance(action, Say):
+                        await self.messenger.send(who.chat_id, action.text, action.options)
+            return
+        reply = self.flow.handle(session, event, await self.context(case))
+        if case is None and not _worth_storing(reply.session):
+            # Nothing begun and nothing to keep (/slett, /hjelp, a decline): store nothing,
+            # but remember the update so a redelivery is not applied again.
+            await self._record_update(who.update_id)
+            reply = Reply(reply.session, tuple(a for a in reply.actions if not isinstance(a, Forget)))
+        elif reply.forget:
+            if case is not None and case.claimed_by is not None:
+                await self.desk.tell_holder_citizen_left(
+                    case, "innbyggeren har slettet sine data; saken er borte."
+                )
             await self._db(self.store.delete_citizen, who.user_id)
+            await self._record_update(who.update_id)
             case = None
         else:
             case = await self._db(
@@ -109,6 +153,7 @@ class CitizenService:
                 now=self.clock(),
                 case_id=case.id if case else None,
                 finished=reply.session.finished_at is not None,
+                expected_session=case.session if case else None,
             )
             if case is None:
                 return  # the same update was applied concurrently
@@ -117,6 +162,14 @@ class CitizenService:
                 await self.messenger.send(who.chat_id, action.text, action.options, urgent=action.urgent)
             elif isinstance(action, Alert) and case is not None:
                 await self._hand_over(who.chat_id, lang, case.id, action)
+            elif isinstance(action, Note) and case is not None:
+                await self.desk.citizen_wrote(
+                    case, action.text, action.risk, who.chat_id, who.message_id, media=action.media
+                )
+
+    async def _record_update(self, update_id: int | None) -> None:
+        if update_id is not None:
+            await self._db(self.store.mark_processed, update_id, self.clock())
 
     async def _hand_over(self, chat_id: int, lang: str, case_id: int, alert: Alert) -> None:
         try:
@@ -128,7 +181,7 @@ class CitizenService:
             else:
                 log.error("routine intake card could not be posted; the case stays in the queue")
 
-    async def context(self) -> Context:
+    async def context(self, case: Any = None) -> Context:
         now = self.clock()
         on_duty = await self.handoff.team_on_duty()
         next_staffed = None
@@ -140,7 +193,15 @@ class CitizenService:
             next_staffed=next_staffed,
             min_age=self.min_age,
             retention_days=self.retention_days,
+            with_therapist=case is not None and case.status == "claimed",
+            handed_over=case is not None and case.handed_over_at is not None,
         )
+
+
+def _worth_storing(session: Session) -> bool:
+    """A first session is stored once the citizen has begun (consent asked) or a risk alert
+    was raised; a session still at "new" or ended holds nothing worth keeping."""
+    return session.state not in ("new", "declined", "too_young") or session.alerted.hands_over_at_once
 
 
 def _phase(state: str) -> str:

@@ -7,20 +7,31 @@ import asyncio
 import importlib
 import json
 import logging
+import re
 import sys
+from urllib.parse import urlsplit
 
+from bot import logs
 from bot.config import ConfigError, Settings, load_settings
-
 
 #: Operator subcommands living in their own modules. Each module defines ``NAME``, ``HELP``,
 #: ``configure(parser)`` and ``run(args) -> int``.
-PLUGIN_COMMANDS: tuple[str, ...] = ()
+PLUGIN_COMMANDS: tuple[str, ...] = (
+    "bot.ops.audit",
+    "bot.ops.migrate",
+    "bot.ops.rotate_keys",
+    "bot.ops.purge",
+    "bot.ops.check",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser("run", help="run the Telegram bot (long polling)")
+    run_parser = commands.add_parser("run", help="run the Telegram bot (long polling, or --webhook)")
+    run_parser.add_argument(
+        "--webhook", action="store_true", help="receive updates on PORT at WEBHOOK_URL (production)"
+    )
     chat = commands.add_parser("chat", help="the same conversation in this terminal (no Telegram)")
     chat.add_argument("--lang", default="nb", choices=["nb", "en"], help="language (default nb)")
     commands.add_parser("keygen", help="print a new encryption key for TRIAGE_ENCRYPTION_KEYS")
@@ -41,12 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request URL at INFO, and the URL contains the bot token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def check_run_settings(settings: Settings) -> None:
     """Everything ``run`` needs, checked before anything (a database file) is created."""
     from storage import Cipher, InvalidKeys
@@ -61,25 +66,55 @@ def check_run_settings(settings: Settings) -> None:
         raise ConfigError(f"TRIAGE_ENCRYPTION_KEYS: {error}") from None
 
 
+def check_webhook_settings(settings: Settings) -> None:
+    if not settings.webhook_url.startswith("https://") and not settings.webhook_url.startswith("http://127."):
+        raise ConfigError("WEBHOOK_URL: required by `run --webhook`, an https:// URL Telegram can reach")
+    if len(settings.webhook_secret) < 16 or not re.fullmatch(
+        r"[A-Za-z0-9_-]{16,256}", settings.webhook_secret
+    ):
+        raise ConfigError("WEBHOOK_SECRET: required by `run --webhook`, 16-256 characters of A-Z a-z 0-9 _ -")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     check_run_settings(settings)
-    configure_logging(settings.log_level)
+    if args.webhook:
+        check_webhook_settings(settings)
+    logs.configure(settings.log_level, settings.log_format)
 
     from telegram import Update
 
-    from bot.telegram import TelegramHandlers, TelegramMessenger, build_application
-    from bot.wiring import build_services
+    from bot import database
+    from bot.app import create_app
+    from flows.risk_text import warm_up
     from storage import Cipher, SqlRepository
 
     repo = SqlRepository(settings.database_url, Cipher(settings.triage_encryption_keys))
-    repo.create_schema()
-    app = build_application(settings.telegram_bot_token, settings.telegram_api_base_url)
-    services = build_services(settings, repo, TelegramMessenger(app.bot))
-    TelegramHandlers(services.citizens, services.therapists).install(app)
-    logging.getLogger("bot").info("bot starting (long polling)")
+    ready = database.prepare(repo)
+    warm_up()  # compile the risk phrases now, not on the first citizen's message
+    app, _ = create_app(
+        settings,
+        repo,
+        escalation_interval=settings.escalation_check_seconds,
+        rate_limits=settings.telegram_rate_limits,
+        database_ready=ready,
+        housekeeping=True,
+    )
     try:
-        app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
+        if args.webhook:
+            logging.getLogger("bot").info("bot starting (webhook on port %d)", settings.port)
+            app.run_webhook(
+                listen="0.0.0.0",
+                port=settings.port,
+                url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+                webhook_url=settings.webhook_url,
+                secret_token=settings.webhook_secret,
+                allowed_updates=Update.ALL_TYPES,
+                close_loop=False,
+            )
+        else:
+            logging.getLogger("bot").info("bot starting (long polling)")
+            app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
     finally:
         repo.dispose()
     return 0
@@ -102,7 +137,7 @@ def keygen(args: argparse.Namespace) -> int:
 def diagram(args: argparse.Namespace) -> int:
     from flows.diagram import mermaid
 
-    print(mermaid())
+    print(mermaid(), end="")
     return 0
 
 

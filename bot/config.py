@@ -5,8 +5,9 @@ A bad value is a start-up error that names the variable, never a crash later on.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
@@ -33,8 +34,20 @@ class Settings(BaseSettings):
     triage_timezone: str = "Europe/Oslo"
     opening_hours: str = "mon-fri 08:00-15:30"
     min_age: int = 18
+    handoff_escalate_after: timedelta = timedelta(minutes=5)
+    handoff_escalate_after_priority: timedelta = timedelta(minutes=30)
+    escalation_check_seconds: float = 15.0
+    telegram_rate_limits: bool = True
+    # days a case's rows are kept after it is closed, or after a screening's last update
     retention_days: int = 90
+    # days audit events (who did what to which case) are kept: long enough to review the
+    # access log regularly (pasientjournalloven § 22, pasientjournalforskriften § 14)
+    audit_retention_days: int = 365
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    port: int = 8080
 
     @field_validator("triage_encryption_keys", mode="before")
     @classmethod
@@ -75,6 +88,13 @@ class Settings(BaseSettings):
     def _sane_age(cls, value: int) -> int:
         if not 15 <= value <= 100:
             raise ValueError("must be between 15 and 100")
+        return value
+
+    @field_validator("retention_days", "audit_retention_days")
+    @classmethod
+    def _sane_days(cls, value: int) -> int:
+        if not 1 <= value <= 3650:
+            raise ValueError("must be a number of days between 1 and 3650")
         return value
 
     @property

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from telegram import (
     BotCommand,
@@ -24,9 +23,11 @@ from telegram.ext import (
 
 from bot.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
-from bot.therapists import TherapistService
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
+from handoff.desk import TherapistDesk
+from handoff.ports import Messenger
+from handoff.replies import Answer
 
 log = logging.getLogger(__name__)
 
@@ -41,57 +42,55 @@ def keyboard(options: Sequence[Sequence[Option]]) -> InlineKeyboardMarkup | None
     )
 
 
-class TelegramMessenger:
-    """``handoff.ports.Messenger`` over the Bot API."""
-
-    def __init__(self, bot: Any) -> None:
-        self.bot = bot
-
-    async def send(
-        self,
-        chat_id: int,
-        text: str,
-        options: Sequence[Sequence[Option]] = (),
-        *,
-        urgent: bool = False,
-        reply_to: int | None = None,
-    ) -> int | None:
-        message = await self.bot.send_message(
-            chat_id, text, reply_markup=keyboard(options), reply_to_message_id=reply_to
-        )
-        return message.message_id
-
-    async def edit(
-        self, chat_id: int, message_id: int, text: str, options: Sequence[Sequence[Option]] = ()
-    ) -> None:
-        await self.bot.edit_message_text(
-            text, chat_id=chat_id, message_id=message_id, reply_markup=keyboard(options)
-        )
-
-
 def _who(update: Update) -> Incoming:
     user = update.effective_user
     chat = update.effective_chat
+    message = update.effective_message
     assert user is not None and chat is not None
-    return Incoming(user.id, chat.id, user.language_code, update.update_id)
+    return Incoming(
+        user.id,
+        chat.id,
+        user.language_code,
+        update.update_id,
+        message.message_id if message is not None and update.callback_query is None else None,
+    )
+
+
+THERAPIST_COMMANDS = ("duty", "queue", "switch", "close", "release", "handover")
+THERAPIST_BUTTONS = r"^(claim|switch|close|handover):"
+MEDIA = ("sticker", "photo", "voice", "video", "video_note", "document", "audio", "location", "contact")
 
 
 class TelegramHandlers:
     """PTB callbacks; each one only translates and delegates."""
 
-    def __init__(self, citizens: CitizenService, therapists: TherapistService) -> None:
+    def __init__(
+        self,
+        citizens: CitizenService,
+        desk: TherapistDesk,
+        messenger: Messenger,
+        therapist_ids: frozenset[int],
+    ) -> None:
         self.citizens = citizens
-        self.therapists = therapists
+        self.desk = desk
+        self.messenger = messenger
+        self.therapist_ids = therapist_ids
+
+    def is_therapist(self, update: Update) -> bool:
+        user = update.effective_user
+        return user is not None and user.id in self.therapist_ids
 
     def install(self, app: Application) -> None:
-        app.add_handler(CommandHandler("duty", self.duty, filters=PRIVATE))
+        app.add_handler(CommandHandler(list(THERAPIST_COMMANDS), self.therapist_command, filters=PRIVATE))
         app.add_handler(CommandHandler(list(CITIZEN_COMMANDS), self.command, filters=PRIVATE))
-        app.add_handler(CallbackQueryHandler(self.claim, pattern=r"^claim:\d+$"))
+        app.add_handler(CallbackQueryHandler(self.therapist_button, pattern=THERAPIST_BUTTONS))
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_handler(MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND, self.text))
         app.add_handler(MessageHandler(PRIVATE & filters.COMMAND, self.unknown_command))
         app.add_handler(MessageHandler(PRIVATE & ~filters.TEXT & ~filters.StatusUpdate.ALL, self.unsupported))
         app.add_error_handler(self.error)
+
+    # --- citizens ---
 
     async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None and update.effective_message.text
@@ -103,16 +102,19 @@ class TelegramHandlers:
         await self.citizens.handle(_who(update), Command("unknown"))
 
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        assert update.effective_message is not None
-        await self.citizens.handle(_who(update), Text(update.effective_message.text or ""))
+        message = update.effective_message
+        assert message is not None
+        if self.is_therapist(update):
+            await self.therapist_text(update)
+            return
+        await self.citizens.handle(_who(update), Text(message.text or ""))
 
     async def unsupported(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        kind = "other"
-        for candidate in ("sticker", "photo", "voice", "video", "document", "audio", "location", "contact"):
-            if message is not None and getattr(message, candidate, None):
-                kind = candidate
-                break
+        if self.is_therapist(update):
+            await self._reply(update, Answer("Bare tekst videresendes til innbyggeren."))
+            return
+        kind = next((k for k in MEDIA if message is not None and getattr(message, k, None)), "other")
         await self.citizens.handle(_who(update), Unsupported(kind))
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -123,26 +125,66 @@ class TelegramHandlers:
             return  # a citizen's button can only live in a private chat
         await self.citizens.handle(_who(update), Button(query.data or ""))
 
-    async def duty(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    # --- therapists ---
+
+    async def therapist_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         user = update.effective_user
         message = update.effective_message
-        assert user is not None and message is not None
-        if not self.therapists.is_therapist(user.id):
-            await message.reply_text(_refusal(user.language_code))
+        assert user is not None and message is not None and message.text
+        if not self.is_therapist(update):
+            await self.messenger.send(message.chat_id, _refusal(user.language_code))
             return
-        reply = await self.therapists.duty(user.id, user.first_name, " ".join(context.args or []))
-        await message.reply_text(reply)
+        name = message.text.split()[0].lstrip("/").split("@")[0].lower()
+        desk, tid = self.desk, user.id
+        await self.desk.handoff.remember_name(tid, user.first_name)
+        if name == "duty":
+            answers = await desk.duty(tid, user.first_name, " ".join(context.args or []))
+        elif name == "queue":
+            answers = [await desk.queue(tid)]
+        elif name == "switch":
+            answers = [await desk.switch_menu(tid)]
+        elif name == "close":
+            answers = [await desk.close_menu(tid)]
+        elif name == "release":
+            answers = [await desk.release(tid)]
+        else:
+            answers = [await desk.handover_menu(tid)]
+        for answer in answers:
+            await self._reply(update, answer)
 
-    async def claim(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def therapist_text(self, update: Update) -> None:
+        user, message = update.effective_user, update.effective_message
+        assert user is not None and message is not None
+        reply_to = message.reply_to_message.message_id if message.reply_to_message else None
+        answer = await self.desk.therapist_wrote(
+            user.id, user.first_name, message.text or "", message.message_id, reply_to
+        )
+        if answer is not None:
+            await self._reply(update, answer)
+
+    async def therapist_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         user = update.effective_user
         assert query is not None and user is not None
-        if not self.therapists.is_therapist(user.id):
+        if not self.is_therapist(update):
             await query.answer(_refusal(user.language_code), show_alert=True)
             return
-        case_id = int((query.data or "claim:0").split(":")[1])
-        result = await self.therapists.claim(user.id, user.first_name, case_id)
-        await query.answer(result.message, show_alert=not result.won)
+        kind, *parts = (query.data or "").split(":")
+        numbers = [int(p) for p in parts if p.isdigit()]
+        if kind == "claim":
+            answer = await self.desk.claim(user.id, user.first_name, numbers[0])
+        elif kind == "switch":
+            answer = await self.desk.select(user.id, numbers[0])
+        elif kind == "close":
+            answer = await self.desk.close(user.id, numbers[0], parts[1])
+        else:
+            answer = await self.desk.handover(user.id, numbers[0], numbers[1])
+        await query.answer(answer.text[:200], show_alert=answer.alert)
+
+    async def _reply(self, update: Update, answer: Answer) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        await self.messenger.send(chat.id, answer.text, answer.options)
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("unhandled error: %s", type(context.error).__name__)
@@ -166,5 +208,19 @@ async def register_commands(app: Application) -> None:
         )
 
 
-def build_application(token: str, base_url: str) -> Application:
-    return ApplicationBuilder().token(token).base_url(base_url).post_init(register_commands).build()
+def build_application(
+    token: str,
+    base_url: str,
+    *,
+    on_start: Callable[[Application], Awaitable[None]] | None = None,
+    on_stop: Callable[[Application], Awaitable[None]] | None = None,
+) -> Application:
+    async def post_init(app: Application) -> None:
+        await register_commands(app)
+        if on_start is not None:
+            await on_start(app)
+
+    builder = ApplicationBuilder().token(token).base_url(base_url).post_init(post_init)
+    if on_stop is not None:
+        builder = builder.post_shutdown(on_stop)
+    return builder.build()

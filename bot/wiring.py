@@ -10,8 +10,9 @@ from typing import Any
 
 from bot.citizens import CitizenService
 from bot.config import Settings
-from bot.therapists import TherapistService
 from flows.conversation import ScreeningFlow
+from handoff.desk import TherapistDesk
+from handoff.escalation import Escalator
 from handoff.ports import Messenger
 from handoff.service import HandoffService
 
@@ -19,8 +20,9 @@ from handoff.service import HandoffService
 @dataclass
 class Services:
     citizens: CitizenService
-    therapists: TherapistService
+    desk: TherapistDesk
     handoff: HandoffService
+    escalator: Escalator
 
 
 def build_services(
@@ -41,10 +43,12 @@ def build_services(
         clock=clock,
         **extra,
     )
+    desk = TherapistDesk(store, messenger, handoff, clock)
     citizens = CitizenService(
         store,
         messenger,
         handoff,
+        desk,
         flow=flow,
         hours=settings.hours,
         timezone=settings.timezone,
@@ -52,5 +56,13 @@ def build_services(
         retention_days=settings.retention_days,
         clock=clock,
     )
-    therapists = TherapistService(store, handoff, settings.therapist_user_ids, clock)
-    return Services(citizens, therapists, handoff)
+    escalator = Escalator(
+        store,
+        messenger,
+        handoff,
+        desk,
+        urgent_after=settings.handoff_escalate_after,
+        priority_after=settings.handoff_escalate_after_priority,
+        clock=clock,
+    )
+    return Services(citizens, desk, handoff, escalator)

@@ -26,6 +26,7 @@ from flows.model import (
     Context,
     Event,
     Forget,
+    Note,
     Option,
     Priority,
     Reply,
@@ -47,7 +48,7 @@ NO_CONTACT = 3  # contact_mode value "I do not want to be contacted now"
 
 _YES = {"ja", "j", "yes", "y", "jo", "ok"}
 _NO = {"nei", "n", "no", "nei takk", "no thanks"}
-_PHONE = re.compile(r"^\+?[\d\s\-().]{8,20}$")
+_PHONE = re.compile(r"^\+?[0-9\s\-().]{8,20}$")
 
 
 class _Cursor:
@@ -175,6 +176,9 @@ class _Turn:
     # --- dispatch ---
 
     def run(self, event: Event) -> None:
+        if self.ctx.with_therapist and isinstance(event, Text | Unsupported):
+            self.to_therapist(event)
+            return
         if isinstance(event, Text):
             self.check_free_text(event.text)
         if isinstance(event, Command):
@@ -194,8 +198,7 @@ class _Turn:
         elif state == "age":
             self.age(event)
         elif state == DONE:
-            if not self.parts:
-                self.say(t("done_again", self.lang))
+            self.after_screening(event)
         elif isinstance(event, Unsupported):
             self.say(t("reprompt_unsupported", self.lang))
             self.prompt()
@@ -235,8 +238,32 @@ class _Turn:
                 )
         elif name == "back":
             self.back()
-        else:
+        else:  # "repeat" and unknown commands: ask the current question again
             self.prompt()
+
+    def to_therapist(self, event: Text | Unsupported) -> None:
+        """A therapist is in the conversation: what the citizen writes is for them."""
+        if isinstance(event, Unsupported):
+            self.actions.append(Note(media=event.kind))
+            return
+        hit = detect(event.text)
+        self.actions.append(Note(text=event.text, risk=hit.category if hit else None))
+        if hit is not None:
+            self.actions.append(RiskText(hit.category))
+            self.s.alerted = max(self.s.alerted, Priority.URGENT)
+            self.actions.append(Alert(Priority.URGENT, (f"text_{hit.category}",)))
+            self.urgent = True
+            self.say(t("risk_text", self.lang), t("risk_in_relay", self.lang), messages.crisis(self.lang))
+
+    def after_screening(self, event: Event) -> None:
+        """Free text after the screening is kept for the team once they have the case."""
+        if isinstance(event, Text) and self.ctx.handed_over and event.text.strip():
+            risk = next((a.category for a in self.actions if isinstance(a, RiskText)), None)
+            self.actions.append(Note(text=event.text[:4000], risk=risk))
+            if not self.parts:
+                self.say(t("message_kept", self.lang))
+        elif not self.parts:
+            self.say(t("done_again", self.lang))
 
     def confirm_delete(self, yes: bool) -> None:
         if yes and self.s.confirming_delete:
@@ -245,6 +272,7 @@ class _Turn:
             self.actions.append(Forget())
             return
         self.s.confirming_delete = False
+        self.s.paused = False
         if not yes:
             self.say(t("delete_kept", self.lang))
         self.prompt()
@@ -267,7 +295,10 @@ class _Turn:
         else:
             self.s.state = "declined"
             self.say(t("declined", self.lang), messages.crisis(self.lang))
-            self.actions.append(Forget())
+            if not self.s.alerted.hands_over_at_once:
+                # After a risk alert the team must be able to follow up (helsepersonelloven
+                # § 7), so the case is kept; otherwise nothing is stored.
+                self.actions.append(Forget())
 
     def age(self, event: Event) -> None:
         adult = _yes_no(event, "age")
@@ -329,11 +360,11 @@ class _Turn:
         if question.kind == "phone":
             if question.optional and raw.lower() in ("hopp over", "skip", "-", "nei", "no"):
                 return ""
-            if not _PHONE.match(raw) or sum(c.isdigit() for c in raw) < 8:
+            if not _PHONE.match(raw) or sum(c in "0123456789" for c in raw) < 8:
                 self.say(t("reprompt_phone", lang))
                 self.prompt(progress=False)
                 return None
-            return re.sub(r"[^\d+]", "", raw)
+            return re.sub(r"[^0-9+]", "", raw)
         if not raw:
             self.say(t("reprompt_empty", lang))
             self.prompt(progress=False)

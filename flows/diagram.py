@@ -25,4 +25,7 @@ def mermaid(flow: ScreeningFlow | None = None) -> str:
         show_conditions=True,
         title="Introductory screening",
     )
-    return model.get_graph().draw(None)  # type: ignore[attr-defined]
+    drawn = model.get_graph().draw(None)  # type: ignore[attr-defined]
+    # Drop the colour classes: the README shows the structure, not the current state.
+    lines = [line for line in drawn.splitlines() if not line.strip().startswith(("classDef", "Class "))]
+    return "\n".join(line for line in lines if line.strip()) + "\n"

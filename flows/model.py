@@ -55,6 +55,8 @@ class Context:
     next_staffed: datetime | None = None  # when the team is next staffed, if not on duty
     min_age: int = 18
     retention_days: int = 90
+    with_therapist: bool = False  # a therapist holds the case: free text goes to them
+    handed_over: bool = False  # the team has the case (a card exists): free text is kept for them
 
 
 # --- actions: what the adapter must do ------------------------------------------------------
@@ -105,13 +107,24 @@ class Forget:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Something the citizen wrote for the therapist: relayed at once when a therapist holds
+    the case, otherwise kept (encrypted) and shown at the claim. ``media`` names a photo,
+    voice note or document to be copied instead of text."""
+
+    text: str = ""
+    media: str | None = None
+    risk: str | None = None  # the risk category the detector found in it, if any
+
+
+@dataclass(frozen=True)
 class RiskText:
     """Free text that the risk detector flagged (issue 4); kept for the therapist."""
 
     category: str
 
 
-Action = Say | Alert | Forget | RiskText
+Action = Say | Alert | Forget | Note | RiskText
 
 
 # --- state ----------------------------------------------------------------------------------

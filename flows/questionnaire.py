@@ -97,9 +97,7 @@ class Condition:
         value = data.get("value")
         if isinstance(value, list):
             value = tuple(value)
-        return cls(
-            item=data.get("item"), score=data.get("score"), op=data.get("op", ""), value=value
-        )  # type: ignore[arg-type]
+        return cls(item=data.get("item"), score=data.get("score"), op=data.get("op", ""), value=value)  # type: ignore[arg-type]
 
 
 # --- choices, bands -----------------------------------------------------------------------
@@ -243,14 +241,14 @@ class Question:
         folded = _fold(key)
         if folded in lookup.folded:
             return lookup.folded[folded]
-        if not key.isdigit() or _NEGATIVE.match(raw):
+        # Only plain ASCII numbers of sensible length: int() rejects some Unicode digits and
+        # very long digit strings.
+        if not (key.isascii() and key.isdigit()) or len(key) > 6 or _NEGATIVE.match(raw):
             return None
         number = int(key)
         by_position = self.choices[number - 1] if 1 <= number <= len(self.choices) else None
         in_range = {
-            c.value: c
-            for low, high, c in lookup.ranges
-            if low <= number and (high is None or number <= high)
+            c.value: c for low, high, c in lookup.ranges if low <= number and (high is None or number <= high)
         }
         if not in_range:
             return by_position
@@ -301,11 +299,7 @@ class Instrument:
         for q in self.scored_items:
             if self._value(q, answers) is not None:
                 continue
-            if (
-                q.ask_if is not None
-                and _decided(q.ask_if, answers)
-                and not q.ask_if.holds(answers, {})
-            ):
+            if q.ask_if is not None and _decided(q.ask_if, answers) and not q.ask_if.holds(answers, {}):
                 continue
             return False
         return True
@@ -395,8 +389,7 @@ def parse_texts(data: Any, where: str) -> Mapping[str, str]:
 
 def _choices(data: Iterable[Mapping[str, Any]], where: str) -> tuple[Choice, ...]:
     choices = tuple(
-        Choice(value=c["value"], text=parse_texts(c, f"{where} choice {c.get('value')!r}"))
-        for c in data
+        Choice(value=c["value"], text=parse_texts(c, f"{where} choice {c.get('value')!r}")) for c in data
     )
     values = [c.value for c in choices]
     if len(choices) < 2:
@@ -468,14 +461,10 @@ def _check_bands(instrument: Instrument) -> None:
             raise ValueError(f"{instrument.id}: bands must run on from 0 without gaps: {band}")
         expected = band.high + 1
     if expected - 1 != instrument.max_score:
-        raise ValueError(
-            f"{instrument.id}: bands end at {expected - 1}, max score is {instrument.max_score}"
-        )
+        raise ValueError(f"{instrument.id}: bands end at {expected - 1}, max score is {instrument.max_score}")
 
 
-def build_script(
-    screening: Mapping[str, Any], instruments: Mapping[str, Mapping[str, Any]]
-) -> Script:
+def build_script(screening: Mapping[str, Any], instruments: Mapping[str, Mapping[str, Any]]) -> Script:
     """The script from parsed TOML: ``screening`` (screening.toml) and instrument id ->
     parsed instrument file. Raises ValueError on anything inconsistent."""
     choice_sets = screening.get("choice_sets", {})

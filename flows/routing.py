@@ -79,8 +79,7 @@ def _conditions(data: Any, where: str) -> tuple[Condition, ...]:
 def build_routing(data: Mapping[str, Any], script: Script) -> Routing:
     """Routing from parsed routing.toml, checked against ``script``."""
     reason_text = {
-        code: parse_texts(texts, f"reason {code}")
-        for code, texts in data.get("reasons", {}).items()
+        code: parse_texts(texts, f"reason {code}") for code, texts in data.get("reasons", {}).items()
     }
 
     def check(condition: Condition, where: str) -> None:
@@ -109,9 +108,7 @@ def build_routing(data: Mapping[str, Any], script: Script) -> Routing:
         source = " ".join(str(raw.get("source", "")).split())
         if not source:
             raise ValueError(f"rule {reason}: no source")
-        rule = Rule(
-            PRIORITY_NAMES[raw["priority"]], reason, _conditions(raw.get("when"), reason), source
-        )
+        rule = Rule(PRIORITY_NAMES[raw["priority"]], reason, _conditions(raw.get("when"), reason), source)
         for condition in rule.when:
             check(condition, f"rule {reason}")
         rules.append(rule)
@@ -144,9 +141,7 @@ def assess(answers: Mapping[str, Any], script: Script | None = None) -> Assessme
     routing = load_routing()
     scores = script.scores(answers)
     reasons = tuple(r.reason for r in routing.rules if r.matches(answers, scores))
-    priority = max(
-        (r.priority for r in routing.rules if r.reason in reasons), default=Priority.NONE
-    )
+    priority = max((r.priority for r in routing.rules if r.reason in reasons), default=Priority.NONE)
     bands = {
         iid: script.instruments[iid].band(total)
         for iid, total in scores.items()

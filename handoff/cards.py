@@ -26,6 +26,15 @@ MARKERS = {
     Priority.NONE: "⚪ UAVKLART",
 }
 
+OUTCOMES = {
+    "assessment_booked": "Vurderingssamtale avtalt",
+    "referred_gp": "Henvist til fastlege",
+    "referred_emergency": "Henvist til legevakt / akutt",
+    "self_help": "Selvhjelp anbefalt",
+    "no_contact": "Ikke oppnådd kontakt",
+    "other": "Annet",
+}
+
 FLAG_LABELS = {
     "suicidal_thoughts": "selvmordstanker",
     "suicide_plans": "selvmordsplaner",
@@ -106,7 +115,8 @@ def render_card(case: CaseView, now: datetime, script: Script | None = None) -> 
         head = f"⏰ FORSINKET · {head}"
     lines = [head]
     if case.closed_at is not None:
-        lines.append(f"Avsluttet av {case.claimed_by_name or '–'}: {case.outcome or '–'}")
+        outcome = OUTCOMES.get(case.outcome or "", case.outcome or "–")
+        lines.append(f"Avsluttet av {case.claimed_by_name or '–'}: {outcome}")
     elif case.claimed_by_name:
         lines.append(
             f"Tatt av {case.claimed_by_name} etter {waited(case.handed_over_at, case.claimed_at or now)}"

@@ -30,6 +30,15 @@ class Messenger(Protocol):
     async def edit(self, chat_id: int, message_id: int, text: str, options: Keyboard = ()) -> None:
         """Replace the text and buttons of a message the bot sent earlier."""
 
+    async def copy(
+        self, chat_id: int, from_chat_id: int, message_id: int, *, urgent: bool = False
+    ) -> int | None:
+        """Copy a message (photo, voice note, document) from one chat to another."""
+
+
+class RecipientGone(Exception):
+    """The person blocked the bot or deleted their account (Telegram 403): nothing to retry."""
+
 
 class CaseStore(Protocol):
     """The part of the repository the handoff layer uses (all calls are synchronous and

@@ -16,7 +16,8 @@ from handoff.ports import CaseStore, Messenger
 
 log = logging.getLogger(__name__)
 
-CARD_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+# The outbox already retries transport faults; these cover a longer outage of the group.
+CARD_RETRY_DELAYS = (0.5, 2.0)
 
 
 class HandoffFailed(Exception):
@@ -78,14 +79,32 @@ class HandoffService:
             await self.refresh_card(record)
 
     async def refresh_card(self, record: Any, *, overdue: bool = False) -> None:
+        if record.claimed_by is not None and record.claimed_by not in self._names:
+            await self.load_names()
         view = self.view(record, overdue=overdue)
         text = render_card(view, self.clock(), self.script)
         buttons = card_buttons(view)
         if record.card_message_id is not None and self.therapist_chat_id is not None:
-            await self.messenger.edit(self.therapist_chat_id, record.card_message_id, text, buttons)
-            return
+            try:
+                await self.messenger.edit(self.therapist_chat_id, record.card_message_id, text, buttons)
+                return
+            except Exception as error:  # noqa: BLE001 - a card that cannot be edited is posted anew
+                log.warning("card could not be edited (%s); posting it again", type(error).__name__)
         message_id = await self._post(text, buttons, urgent=Priority(record.priority).hands_over_at_once)
         await self._db(self.store.set_card, record.id, message_id)
+
+    async def alert_unrecorded_risk(self) -> None:
+        """A citizen wrote something that looks like risk, but the case could not be stored
+        (e.g. the database is down). Tell the therapists, with no personal data, so a human
+        knows and can get the system back; the citizen has had the crisis numbers."""
+        text = (
+            "⚠️ SYSTEMFEIL: en innbygger skrev noe som tyder på risiko, men saken kunne ikke "
+            "lagres. Innbyggeren har fått krisenumrene. Sjekk driften (python -m bot check)."
+        )
+        try:
+            await self._post(text, (), urgent=True)
+        except HandoffFailed:
+            log.error("unrecorded risk could not be reported to the therapists either")
 
     async def _post(self, text: str, buttons: Any, *, urgent: bool) -> int:
         if self.therapist_chat_id is None:
@@ -119,6 +138,16 @@ class HandoffService:
             finished=record.finished_at is not None,
             overdue=overdue or record.escalated_at is not None,
         )
+
+    async def remember_name(self, therapist_id: int, first_name: str) -> None:
+        """Keep the therapist's first name, in memory and in the database (so every bot
+        instance can say who holds a case)."""
+        if self._names.get(therapist_id) != first_name:
+            self._names[therapist_id] = first_name
+            await self._db(self.store.remember_therapist, therapist_id, first_name, self.clock())
+
+    async def load_names(self) -> None:
+        self._names.update(await self._db(self.store.therapist_names))
 
     def name_of(self, therapist_id: int) -> str:
         return self._names.get(therapist_id, "terapeut")

@@ -904,6 +904,27 @@ class TelegramStandIn:
         self._queries[query_id] = {"answered": False, "query": query}
         return self.inject_update({"callback_query": query})
 
+    def take_update(self) -> dict[str, Any]:
+        """Remove and return the newest injected update, to deliver it by webhook instead of
+        getUpdates (the test then plays Telegram's webhook delivery)."""
+        return self._updates.pop()
+
+    def press_message(
+        self, user_id: int, message: dict[str, Any], data: str, *, first_name: str = "Test"
+    ) -> dict[str, Any]:
+        """A button press on a message this server did not send (e.g. the same card as
+        another bot instance's server knows it): for tests of several instances."""
+        query_id = str(4_800_000_000_000_000_000 + next(self._ids))
+        query = {
+            "id": query_id,
+            "from": self._user(user_id, first_name, "nb"),
+            "message": copy.deepcopy(message),
+            "chat_instance": "1",
+            "data": data,
+        }
+        self._queries[query_id] = {"answered": False, "query": query}
+        return self.inject_update({"callback_query": query})
+
     def press_button(
         self, user_id: int, message_id: int | SentMessage, label: str, **kwargs: Any
     ) -> dict[str, Any]:

@@ -66,6 +66,9 @@ def bot_env(tmp_path: Path, standin: TelegramStandIn, database_url: str) -> dict
         THERAPIST_CHAT_ID=str(THERAPIST_CHAT),
         THERAPIST_USER_IDS=f"{KARI},{OLA}",
         OPENING_HOURS="mon-fri 08:00-15:30",
+        # the stand-in does not enforce Telegram's flood limits here, so neither does the bot:
+        # tests/test_outbox.py proves the limits
+        TELEGRAM_RATE_LIMITS="false",
         PYTHONPATH=str(ROOT),
     )
     return env

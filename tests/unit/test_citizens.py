@@ -40,6 +40,11 @@ class RecordingMessenger:
     async def edit(self, chat_id: int, message_id: int, text: str, options=()) -> None:
         self.edits.append((chat_id, message_id, text))
 
+    async def copy(
+        self, chat_id: int, from_chat_id: int, message_id: int, *, urgent: bool = False
+    ) -> int | None:
+        return await self.send(chat_id, f"(copy of {from_chat_id}/{message_id})")
+
     def to(self, chat_id: int) -> list[str]:
         return [text for chat, text, _ in self.sent if chat == chat_id]
 
@@ -124,3 +129,30 @@ async def test_redelivered_update_is_applied_once(services, messenger):
     citizen = services.citizens.store.find_citizen(15)
     session = services.citizens.store.current_case(citizen.id).session
     assert session["answers"] == {"risk_thoughts": 0}
+
+
+async def test_database_down_risk_text_still_alerts_the_team(services, messenger, monkeypatch):
+    who = Incoming(user_id=16, chat_id=16)
+
+    def down(*args, **kwargs):
+        raise ConnectionError("could not connect to server")
+
+    monkeypatch.setattr(services.citizens.store, "was_processed", down)
+    monkeypatch.setattr(services.citizens.store, "find_citizen", down)
+    await services.citizens.handle(who, Text("jeg vil ta livet mitt"))
+    [reply] = messenger.to(16)
+    assert "113" in reply and "116 117" in reply
+    [alert] = messenger.to(THERAPISTS)
+    assert "SYSTEMFEIL" in alert and "risiko" in alert
+    assert "ta livet" not in alert  # no personal data in the group
+
+
+async def test_crisis_command_needs_no_database(services, messenger, monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("could not connect to server")
+
+    for method in ("was_processed", "find_citizen", "current_case", "apply_update"):
+        monkeypatch.setattr(services.citizens.store, method, down)
+    await services.citizens.handle(Incoming(17, 17), Command("crisis"))
+    [reply] = messenger.to(17)
+    assert reply.startswith("Trenger du hjelp nå?") and "22 40 00 40" in reply

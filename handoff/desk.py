@@ -1,0 +1,315 @@
+"""The therapist's desk: duty, the queue, claiming, holding several cases, releasing,
+handing over and closing. Transport-neutral; the Telegram adapter only translates.
+
+Every look at a case's details is written to the audit log (who, what, which case, when),
+never with health data in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from flows import messages
+from flows.model import Option, Priority
+from handoff.cards import MARKERS, OUTCOMES
+from handoff.ports import Messenger, RecipientGone
+from handoff.queue import queue_rows
+from handoff.replies import Answer
+from handoff.service import HandoffService
+from handoff.summary import render_summary
+
+log = logging.getLogger(__name__)
+
+
+class TherapistDesk:
+    def __init__(
+        self,
+        store: Any,
+        messenger: Messenger,
+        handoff: HandoffService,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.messenger = messenger
+        self.handoff = handoff
+        self.clock = clock
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(partial(fn, *args, **kwargs))
+
+    async def _audit(self, therapist_id: int, action: str, case_id: int | None) -> None:
+        await self._db(self.store.audit, str(therapist_id), action, case_id, self.clock())
+
+    # --- duty ---
+
+    async def duty(self, therapist_id: int, first_name: str, arg: str) -> list[Answer]:
+        arg = arg.strip().lower()
+        if arg in ("on", "på", "pa"):
+            nobody_before = not await self.handoff.team_on_duty()
+            await self.handoff.set_duty(therapist_id, True, first_name)
+            answers = [
+                Answer("Du er nå på vakt. Nye saker kommer i terapeutgruppen. /duty off når du går av.")
+            ]
+            if nobody_before:
+                digest = await self.queue(therapist_id, heading="Saker som kom inn mens ingen var på vakt")
+                if digest.options:
+                    answers.append(digest)
+            return answers
+        if arg in ("off", "av"):
+            await self.handoff.set_duty(therapist_id, False, first_name)
+            held = await self._db(self.store.claimed_cases, therapist_id)
+            note = f" Du holder fortsatt {len(held)} sak(er): /release eller /handover." if held else ""
+            return [Answer("Du er nå av vakt." + note)]
+        names = [record.first_name for record in await self.handoff.on_duty()]
+        if not names:
+            return [Answer("Ingen er på vakt nå. Skriv /duty on for å gå på vakt.")]
+        return [Answer("På vakt nå: " + ", ".join(names))]
+
+    # --- the queue ---
+
+    async def queue(self, therapist_id: int, heading: str = "Åpne saker") -> Answer:
+        cases = await self._db(self.store.open_cases)
+        await self._audit(therapist_id, "view_queue", None)
+        return queue_rows(cases, self.clock(), self.handoff.name_of, heading)
+
+    # --- claiming ---
+
+    async def claim(self, therapist_id: int, first_name: str, case_id: int) -> Answer:
+        await self.handoff.remember_name(therapist_id, first_name)
+        now = self.clock()
+        won = await self._db(self.store.claim, case_id, therapist_id, now)
+        record = await self._db(self.store.case, case_id)
+        if record is None:
+            return Answer("Saken finnes ikke lenger.", alert=True)
+        if not won:
+            await self.handoff.load_names()
+            if record.claimed_by == therapist_id:
+                return Answer("Du har allerede denne saken.", alert=True)
+            holder = self.handoff.name_of(record.claimed_by) if record.claimed_by else None
+            text = f"Saken er allerede tatt av {holder}." if holder else "Saken er ikke åpen."
+            return Answer(text, alert=True)
+        await self._audit(therapist_id, "claim", case_id)
+        await self.handoff.refresh_card(record)
+        await self._open_case(therapist_id, record, first_name)
+        return Answer(f"Du har tatt sak {record.label}. Sammendraget står i privat chat med meg.")
+
+    async def _open_case(
+        self, therapist_id: int, record: Any, first_name: str, *, intro: str = "claimed"
+    ) -> None:
+        """Give the therapist the full summary and the messages that waited, and tell the
+        citizen who they are talking to."""
+        view = self.handoff.view(record)
+        summary = render_summary(view, view.answers, self.handoff.script)
+        await self.messenger.send(therapist_id, summary)
+        await self._audit(therapist_id, "view_summary", record.id)
+        await self._audit(therapist_id, "relay_start", record.id)
+        waiting = await self._db(self.store.undelivered_relays, record.id)
+        waiting = [m for m in waiting if m.direction == "citizen_to_therapist"]
+        if waiting:
+            lines = [f"💬 {record.label}: meldinger mens saken ventet"]
+            lines += [f"[{m.created_at:%H:%M}] {m.body}" for m in waiting]
+            message_id = await self.messenger.send(therapist_id, "\n".join(lines))
+            if message_id is not None:
+                await self._db(
+                    self.store.link_relays, [m.id for m in waiting], therapist_id, message_id, self.clock()
+                )
+        await self.tell_citizen(record.id, intro, name=first_name)
+
+    # --- holding several cases ---
+
+    async def held(self, therapist_id: int) -> list[Any]:
+        return await self._db(self.store.claimed_cases, therapist_id)
+
+    async def active_case(self, therapist_id: int) -> Any | None:
+        """The case selected last (claim, /switch or handover), among those still held.
+        Derived from the audit log, so it survives a restart."""
+        held = {case.id: case for case in await self.held(therapist_id)}
+        if not held:
+            return None
+        events = await self._db(self.store.audit_log, actor=str(therapist_id))
+        for event in reversed(events):
+            if event.action in ("claim", "select", "handover_in") and event.case_id in held:
+                return held[event.case_id]
+        return next(iter(held.values()))
+
+    async def switch_menu(self, therapist_id: int) -> Answer:
+        held = await self.held(therapist_id)
+        if not held:
+            return Answer("Du holder ingen saker nå. /queue viser køen.")
+        active = await self.active_case(therapist_id)
+        rows = tuple(
+            (
+                Option(
+                    ("▶ " if case.id == active.id else "")
+                    + f"{case.label} · {MARKERS[Priority(case.priority)]}",
+                    f"switch:{case.id}",
+                ),
+            )
+            for case in held
+        )
+        return Answer("Velg hvilken sak vanlige meldinger skal gå til:", rows)
+
+    async def select(self, therapist_id: int, case_id: int) -> Answer:
+        held = {case.id: case for case in await self.held(therapist_id)}
+        if case_id not in held:
+            return Answer("Du holder ikke den saken.", alert=True)
+        await self._audit(therapist_id, "select", case_id)
+        return Answer(f"Meldinger går nå til {held[case_id].label}.")
+
+    # --- relay: therapist -> citizen ---
+
+    async def therapist_wrote(
+        self, therapist_id: int, first_name: str, text: str, message_id: int, reply_to: int | None
+    ) -> Answer | None:
+        case = None
+        if reply_to is not None:
+            case_id = await self._db(self.store.case_for_therapist_message, therapist_id, reply_to)
+            if case_id is not None:
+                case = await self._db(self.store.case, case_id)
+        if case is None:
+            case = await self.active_case(therapist_id)
+        if case is None or case.claimed_by != therapist_id or case.status != "claimed":
+            return Answer("Du holder ingen åpen sak som meldingen kan gå til. /queue viser køen.")
+        citizen = await self._db(self.store.citizen_for_case, case.id)
+        if citizen is None:
+            return Answer(f"{case.label}: innbyggeren har slettet sine data; meldingen ble ikke sendt.")
+        body = messages.text("therapist_says", citizen.lang, name=first_name, text=text)
+        try:
+            await self.messenger.send(citizen.chat_id, body)
+        except RecipientGone:
+            return Answer(f"{case.label}: innbyggeren har blokkert boten; meldingen ble ikke levert.")
+        await self._db(
+            self.store.add_relay,
+            case.id,
+            "therapist_to_citizen",
+            text,
+            self.clock(),
+            therapist_id=therapist_id,
+            therapist_message_id=message_id,
+            delivered=True,
+        )
+        return None
+
+    # --- relay: citizen -> therapist ---
+
+    async def citizen_wrote(
+        self,
+        case: Any,
+        text: str,
+        risk: str | None,
+        from_chat: int,
+        message_id: int | None,
+        media: str | None = None,
+    ) -> None:
+        """Relay to the holder if claimed, else keep it (encrypted) for the claim."""
+        now = self.clock()
+        if case.status != "claimed" or case.claimed_by is None:
+            if text:
+                await self._db(self.store.add_relay, case.id, "citizen_to_therapist", text, now)
+            return
+        therapist_id = case.claimed_by
+        if media is not None and message_id is not None:
+            sent = await self.messenger.copy(therapist_id, from_chat, message_id)
+            note = f"📎 {case.label}: {media} fra innbyggeren (over)"
+            await self.messenger.send(therapist_id, note, reply_to=sent)
+            return
+        head = f"⚠️ RISIKO ({risk}) · {case.label}" if risk else f"💬 {case.label}"
+        sent = await self.messenger.send(therapist_id, f"{head}\n{text}", urgent=risk is not None)
+        await self._db(
+            self.store.add_relay,
+            case.id,
+            "citizen_to_therapist",
+            text,
+            now,
+            therapist_id=therapist_id,
+            therapist_message_id=sent,
+            delivered=sent is not None,
+        )
+
+    # --- release, handover, close ---
+
+    async def release(self, therapist_id: int) -> Answer:
+        case = await self.active_case(therapist_id)
+        if case is None:
+            return Answer("Du holder ingen sak.")
+        if not await self._db(self.store.release, case.id, therapist_id, self.clock()):
+            return Answer("Saken kunne ikke gis tilbake (den er ikke din lenger).")
+        await self._audit(therapist_id, "release", case.id)
+        await self.handoff.refresh_card(await self._db(self.store.case, case.id))
+        await self.tell_citizen(case.id, "released")
+        return Answer(f"{case.label} er tilbake i køen.")
+
+    async def handover_menu(self, therapist_id: int) -> Answer:
+        case = await self.active_case(therapist_id)
+        if case is None:
+            return Answer("Du holder ingen sak.")
+        colleagues = [r for r in await self.handoff.on_duty() if r.therapist_id != therapist_id]
+        if not colleagues:
+            return Answer("Ingen kolleger er på vakt. /release gir saken tilbake til køen.")
+        rows = tuple((Option(r.first_name, f"handover:{case.id}:{r.therapist_id}"),) for r in colleagues)
+        return Answer(f"Hvem skal overta {case.label}?", rows)
+
+    async def handover(self, therapist_id: int, case_id: int, colleague_id: int) -> Answer:
+        if colleague_id not in self.handoff.therapist_ids:
+            return Answer("Det er ikke en terapeut.", alert=True)
+        if not await self._db(self.store.transfer, case_id, therapist_id, colleague_id, self.clock()):
+            return Answer("Saken kunne ikke overføres (den er ikke din lenger).", alert=True)
+        await self._audit(therapist_id, "handover_out", case_id)
+        await self._audit(colleague_id, "handover_in", case_id)
+        record = await self._db(self.store.case, case_id)
+        await self.handoff.refresh_card(record)
+        colleague = self.handoff.name_of(colleague_id)
+        await self.messenger.send(
+            colleague_id, f"{self.handoff.name_of(therapist_id)} har gitt deg sak {record.label}."
+        )
+        await self._open_case(colleague_id, record, colleague, intro="handed_to_colleague")
+        return Answer(f"{record.label} er gitt til {colleague}.")
+
+    async def close_menu(self, therapist_id: int) -> Answer:
+        case = await self.active_case(therapist_id)
+        if case is None:
+            return Answer("Du holder ingen sak.")
+        rows = tuple((Option(label, f"close:{case.id}:{code}"),) for code, label in OUTCOMES.items())
+        return Answer(f"Hvordan avsluttes {case.label}?", rows)
+
+    async def close(self, therapist_id: int, case_id: int, outcome: str) -> Answer:
+        if outcome not in OUTCOMES:
+            return Answer("Ukjent utfall.", alert=True)
+        if not await self._db(self.store.close, case_id, therapist_id, outcome, self.clock()):
+            return Answer("Saken kunne ikke avsluttes (den er ikke din).", alert=True)
+        await self._audit(therapist_id, "close", case_id)
+        await self._audit(therapist_id, "relay_end", case_id)
+        record = await self._db(self.store.case, case_id)
+        await self.handoff.refresh_card(record)
+        await self.tell_citizen(case_id, "closed", outcome=outcome)
+        return Answer(f"{record.label} er avsluttet: {OUTCOMES[outcome]}.")
+
+    # --- the citizen's side of these events ---
+
+    async def tell_citizen(self, case_id: int, what: str, *, name: str = "", outcome: str = "") -> bool:
+        citizen = await self._db(self.store.citizen_for_case, case_id)
+        if citizen is None:
+            return False
+        lang = citizen.lang
+        if what == "closed":
+            next_step = messages.text(f"outcome_{outcome}", lang)
+            text = f"{messages.text('closed', lang, next=next_step)}\n\n{messages.crisis(lang)}"
+        elif what == "taking_longer":
+            text = f"{messages.text('taking_longer', lang)}\n\n{messages.crisis(lang)}"
+        else:
+            text = messages.text(what, lang, name=name)
+        try:
+            await self.messenger.send(citizen.chat_id, text, urgent=what == "taking_longer")
+        except RecipientGone:
+            log.info("citizen unreachable (blocked the bot)")
+            return False
+        return True
+
+    async def tell_holder_citizen_left(self, case: Any, why: str) -> None:
+        if case.claimed_by is not None:
+            await self.messenger.send(case.claimed_by, f"{case.label}: {why}")

@@ -1,0 +1,49 @@
+"""The full case summary, shown privately to the therapist who holds the case.
+
+Unlike the group card it contains every answer, the open answer and the contact details,
+so each showing is written to the audit log by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flows.questionnaire import Script, load_script
+from flows.routing import assess
+from handoff.cards import CaseView, risk_flags, score_line
+
+
+def answer_text(script: Script, question_id: str, value: Any) -> str:
+    question = script.question(question_id)
+    if question.kind != "choice":
+        return str(value) if value not in (None, "") else "–"
+    for choice in question.choices:
+        if choice.value == value:
+            return choice.label("nb")
+    return "–"
+
+
+def render_summary(case: CaseView, answers: Mapping[str, Any], script: Script | None = None) -> str:
+    script = script or load_script()
+    assessment = assess(answers, script)
+    lines = [f"Sak {case.label} – fullt sammendrag (fortrolig)", score_line(answers, script)]
+    flags = risk_flags(case, script)
+    lines.append("Risiko: " + (", ".join(flags) if flags else "ingen oppgitt"))
+    for section in script.sections:
+        asked = [q for q in section.questions if q.id in answers]
+        if not asked:
+            continue
+        lines.append("")
+        title = section.title["nb"]
+        if section.instrument and section.instrument in assessment.scores:
+            title += f" (sum {assessment.scores[section.instrument]})"
+        lines.append(title.upper())
+        for question in asked:
+            prompt = question.prompt("nb")
+            short = prompt if len(prompt) <= 70 else prompt[:67] + "…"
+            lines.append(f"• {short}: {answer_text(script, question.id, answers[question.id])}")
+    lines.append("")
+    lines.append("Svar på meldingene herfra: det du skriver til meg sendes til innbyggeren.")
+    lines.append("/close avslutter · /release gir saken tilbake · /handover gir den til en kollega")
+    return "\n".join(lines)
