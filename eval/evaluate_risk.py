@@ -1,12 +1,14 @@
 """Evaluate flows.risk_text.detect on the synthetic message set eval/risk_messages.csv.
 
-    python eval/evaluate_risk.py [--split test|dev|all] [--quiet]
+    python eval/evaluate_risk.py [--split dev|test|blind2|all] [--quiet]
 
 Prints sensitivity (risk messages detected) and specificity (non-risk messages left
 alone) per language, per category and per kind, with counts and Wilson 95% intervals,
-then lists misses and false alarms. The texts are synthetic, written for this set, so
-they may be shown. Exits 1 when a target is missed on the chosen split:
-sensitivity >= 0.98 on explicit, >= 0.85 on indirect, specificity >= 0.80.
+then a robustness check (every risk message again, after a negation sentence such as
+"Jeg vet ikke."), then lists misses and false alarms. The texts are synthetic, written
+for this set, so they may be shown. Exits 1 when a target is missed on the chosen split:
+sensitivity >= 0.98 on explicit, >= 0.85 on indirect, specificity >= 0.80, and no risk
+message detected alone may be lost after a negation sentence.
 
 How the rows came about (all synthetic, written for this set):
 * 501 rows written before any phrase existed; split by a hash of the text (~30% test).
@@ -15,7 +17,10 @@ How the rows came about (all synthetic, written for this set):
 * 143 rows from blind probe 2, split by the same hash; the phrases were tuned on its dev
   half only, so its 44 `test` rows are the cleanest held-out check in the set.
 * 54 rows from blind probe 3: scored blind, then tuned on, so all `dev`.
-Tune on `dev`; look at `test` only to report.
+* 226 rows from blind probe 4, split `blind2` (not to be confused with blind probe 2): written
+  and scored before any phrase was changed for them, then tuned on. Only that first score
+  (recorded in eval/README.md) measures generalisation; the split is spent.
+Tune on `dev` (and the spent `blind2`); look at `test` only to report.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ from flows.risk_text import RiskHit, detect  # noqa: E402
 CSV_PATH = Path(__file__).resolve().parent / "risk_messages.csv"
 
 TARGETS = {"explicit": 0.98, "indirect": 0.85, "specificity": 0.80}
+
+# Put in front of every risk message for the robustness check. Each ends in a clause break,
+# so none of them may hide the risk that follows (an exclude stays in its own clause).
+NEGATION_PREFIXES = ("Jeg vet ikke.", "Jeg sover ikke.", "Nei,", "ikke -", "I don't know.", "Not really.")
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,17 @@ def targets_met(results: Sequence[Result]) -> dict[str, tuple[Rate, float, bool]
     return out
 
 
+def lost_after_prefix(
+    results: Sequence[Result], prefix: str, fn: Callable[[str], RiskHit | None] = detect
+) -> tuple[Rate, list[Row]]:
+    """Risk messages detected with ``prefix`` in front, and those detected alone but
+    lost with it (an exclude reaching across the break would show up here)."""
+    pos = [r for r in results if r.row.risk]
+    with_prefix = [(r, fn(f"{prefix} {r.row.text}")) for r in pos]
+    lost = [r.row for r, hit in with_prefix if r.flagged and hit is None]
+    return Rate(sum(hit is not None for _, hit in with_prefix), len(pos)), lost
+
+
 def report(results: Sequence[Result], split: str, show_texts: bool = True) -> bool:
     print(
         f"Risk detector on eval/risk_messages.csv, split={split}: {len(results)} messages, "
@@ -147,11 +167,21 @@ def report(results: Sequence[Result], split: str, show_texts: bool = True) -> bo
     same = sum(r.hit is not None and r.hit.category == r.row.category for r in flagged)
     print(f"\ncategory agrees with label on {same}/{len(flagged)} detected risk messages")
 
+    print("\nRobustness: every risk message again, after a negation sentence")
+    all_lost: list[tuple[str, Row]] = []
+    for prefix in NEGATION_PREFIXES:
+        rate, lost = lost_after_prefix(results, prefix)
+        all_lost += [(prefix, row) for row in lost]
+        print(f"  {prefix!r:<18} sensitivity {rate!s}   lost vs alone: {len(lost)}")
+
     print("\nTargets:")
     ok = True
     for name, (rate, target, met) in targets_met(results).items():
         ok &= met
         print(f"  {name:<24} {rate.value:5.3f} (target >= {target:.2f})  {'OK' if met else 'MISSED'}")
+    ok &= not all_lost
+    verdict = "MISSED" if all_lost else "OK"
+    print(f"  {'lost after a negation':<24} {len(all_lost):>5} (target  = 0)     {verdict}")
 
     if show_texts:
         misses = [r for r in results if r.row.risk and not r.flagged]
@@ -163,6 +193,9 @@ def report(results: Sequence[Result], split: str, show_texts: bool = True) -> bo
         for r in alarms:
             assert r.hit is not None
             print(f"  [{r.row.lang}] {r.row.text}  <- {r.hit.category}: {r.hit.phrase}")
+        print(f"\nLost after a negation sentence ({len(all_lost)}):")
+        for prefix, row in all_lost:
+            print(f"  [{row.lang} {row.category}/{row.kind}] {prefix} {row.text}")
         wrong = [r for r in flagged if r.hit is not None and r.hit.category != r.row.category]
         print(f"\nDetected with another category ({len(wrong)}):")
         for r in wrong:
@@ -173,7 +206,7 @@ def report(results: Sequence[Result], split: str, show_texts: bool = True) -> bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=("dev", "test", "all"), default="all")
+    ap.add_argument("--split", choices=("dev", "test", "blind2", "all"), default="all")
     ap.add_argument("--quiet", action="store_true", help="figures only, no message texts")
     args = ap.parse_args(argv)
     rows = load_rows(split=args.split)

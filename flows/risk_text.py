@@ -12,8 +12,23 @@ phrases go through the same :func:`normalise`, so "Jeg vil DØ", "jeg vil do" an
   ("talivetmitt"), and longer phrases are also looked for in the text with every
   space removed ("jegvilikkelevemer"), starting at a word or inside a long token;
 * one typo (insert, delete, substitute, swap) in words of five letters or more;
-* non-risk idioms ("jeg døde av latter", "I could kill for a coffee") are blanked out
-  before matching, so only the idiom itself is ignored, never the rest of the message.
+* letters stretched for emphasis ("dieee", "døøø", "killlll"): a run of three or more
+  of one letter is read as two, or else as one, when that gives a phrase word;
+* non-risk idioms and denials ("jeg døde av latter", "I could kill for a coffee",
+  "ingen selvmordstanker") are blanked out before matching, so only the idiom itself is
+  ignored, never the rest of the message.
+
+Clauses. The text is first cut into clauses at . ! ? ; : , … newlines and dashes (a
+hyphen inside a word, as in "t-banen" or "self-harm", does not cut). The cuts decide
+what an idiom may hide, and nothing else:
+
+* an idiom is looked for inside one clause only and blanks exactly the words it
+  matched (words skipped by a ``*`` gap stay visible), so "Jeg vet ikke. Selvmordstanker
+  hele tiden" is not read as the denial "ikke selvmordstanker", nor "Jeg orker ikke mer,
+  mat og søvn er borte" as the food idiom "orker ikke mer mat";
+* words run together are looked for within a clause, never across a cut;
+* a risk phrase itself may still run across a cut ("jeg vil... dø", "I want to - die"):
+  a cut can only ever make the filter fire more often, never less.
 
 Pure: standard library only, no I/O apart from reading the data file once. All the
 phrases are compiled once into a few character-trie regexes, so a typical message costs
@@ -64,6 +79,20 @@ _COMBINING = re.compile("[\u0300-\u036f]+")
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGRAPH = re.compile(r"a[ae]+|oe+")  # ae, aa -> a and oe -> o: the ASCII spellings of æ å ø
 
+# Where a clause ends: . ! ? ; : , and ellipsis (with their full-width, Arabic, Greek and
+# CJK forms), line breaks, en and em dashes, emoji, and a hyphen or minus that is not inside a
+# word ("jeg vet ikke - selvmord" cuts, "t-banen" and "self-harm" do not).
+_HYPHENS = "\\-\u2010\u2011\u2012\u2212\ufe63\uff0d"
+_BREAK = (
+    "(?:[.!?;:,\u2026\u203c\u2047-\u2049\u00a1\u00bf\u037e\u061f\u060c\u06d4\u3001\u3002"
+    "\uff01\uff0c\uff0e\uff1a\uff1b\uff1f\ufe50-\ufe57\n\r\v\f\x1c-\x1e\x85\u2028\u2029"
+    "\u2013\u2014\u2015\u2e3a\u2e3b\ufe58"
+    # emoji and pictographs end a clause too: "jeg vet ikke 😔 selvmordstanker"
+    "\u2600-\u27bf\U0001f000-\U0001faff]"
+    f"|[{_HYPHENS}](?![^\\W_])|[{_HYPHENS}](?<![^\\W_][{_HYPHENS}]))+"
+)
+_WORD_OR_BREAK = re.compile(f"[a-z0-9]+|{_BREAK}")
+
 
 def _fold(m: re.Match[str]) -> str:
     return _FOLD[m.group()]
@@ -73,10 +102,9 @@ def _first(m: re.Match[str]) -> str:
     return m.group()[0]
 
 
-def normalise(text: str) -> str:
-    """Lower case; æ/ä/ae -> a, å/aa -> a, ø/ö/oe -> o; other accents dropped;
-    apostrophes removed ("I'm" -> "im"); everything that is not a-z or 0-9 becomes a
-    single space. Idempotent: ``normalise(normalise(t)) == normalise(t)``."""
+def _folded(text: str) -> str:
+    """The first half of normalise(): lower case, letters folded, apostrophes removed;
+    punctuation and spaces still as they were."""
     t = text.lower()
     if not t.isascii():
         t = t.replace("æ", "a").replace("ø", "o").replace("å", "a")
@@ -85,10 +113,20 @@ def normalise(text: str) -> str:
             if not t.isascii():  # other accents: é -> e, ü -> u; other scripts become spaces
                 t = unicodedata.normalize("NFKD", t)
                 t = _SPECIAL.sub(_fold, _COMBINING.sub("", t).lower())
-    t = " ".join(_WORD.findall(t.replace("'", "").replace("`", "")))
+    return t.replace("'", "").replace("`", "")
+
+
+def _digraphs(t: str) -> str:
     if "ae" in t or "aa" in t or "oe" in t:
-        t = _DIGRAPH.sub(_first, t)
+        return _DIGRAPH.sub(_first, t)
     return t
+
+
+def normalise(text: str) -> str:
+    """Lower case; æ/ä/ae -> a, å/aa -> a, ø/ö/oe -> o; other accents dropped;
+    apostrophes removed ("I'm" -> "im"); everything that is not a-z or 0-9 becomes a
+    single space. Idempotent: ``normalise(normalise(t)) == normalise(t)``."""
+    return _digraphs(" ".join(_WORD.findall(_folded(text))))
 
 
 # --- the phrase mini-language ----------------------------------------------------------------
@@ -180,10 +218,13 @@ class _Emitter:
     """Turns a parsed phrase into regex source. ``compact`` is the form searched in the
     text with its spaces removed: no separators, no gaps, no word boundaries."""
 
-    def __init__(self, compact: bool, gap_words: int) -> None:
+    def __init__(self, compact: bool, gap_words: int, capture_gaps: bool = False) -> None:
         self.compact = compact
         self.sep = "" if compact else " ?"
-        self.gap = f"(?: {_LETTERS}++){{0,{gap_words}}}"
+        gap = f"(?: {_LETTERS}++){{0,{gap_words}}}"
+        # In an idiom the words a gap skips over are not part of the idiom: captured, so
+        # that blanking the idiom leaves them visible (see _blank).
+        self.gap = f"({gap})" if capture_gaps else gap
 
     def word(self, w: _Word) -> str:
         if not w.prefix:
@@ -291,17 +332,23 @@ class _Entry:
 
 
 def _compile_phrase(
-    src: str, gap_words: int, compact_min: int, raw: bool, synonyms: dict[str, str]
+    src: str,
+    gap_words: int,
+    compact_min: int,
+    raw: bool,
+    synonyms: dict[str, str],
+    capture_gaps: bool = False,
 ) -> tuple[str, str | None, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], set[_Word]]:
     """-> (spaced regex, compact regex or None, spaced trie branches, compact branches,
-    words for the typo vocabulary)."""
+    words for the typo vocabulary). With ``capture_gaps`` (idioms) every ``*`` gap is a
+    capturing group, and the pattern has no other groups."""
     if raw:
         if re.compile(src).groups:
             raise ValueError(f"use (?:...) groups only in {src!r}")
         vocab = {_Word(w) for w in re.findall(r"[a-z]{5,}", src)}
         return src, None, (), (), vocab
     tree = _parse(src, synonyms)
-    spaced_em = _Emitter(False, gap_words)
+    spaced_em = _Emitter(False, gap_words, capture_gaps)
     spaced = _START + spaced_em.node(tree) + _END
     spaced_br = []
     for first, rest in _expand((tree,)):
@@ -323,6 +370,8 @@ def _compile_phrase(
 
 
 # --- typo tolerance --------------------------------------------------------------------------
+
+_STRETCHED = re.compile(r"([a-z])\1{2,}")  # a letter three or more times in a row: "dieee"
 
 
 def _deletes(word: str) -> set[str]:
@@ -384,6 +433,14 @@ class _Speller:
     def _fix(self, token: str) -> str:
         if token in self.synonyms:
             return self.synonyms[token]
+        if _STRETCHED.search(token):
+            # A letter typed three or more times ("dieee", "døøø", "killlll"): try the
+            # word with each such run cut to two letters, then to one.
+            for cand in (_STRETCHED.sub(r"\1\1", token), _STRETCHED.sub(r"\1", token)):
+                fixed = self._fix(cand)
+                if fixed != cand or cand in self.known:
+                    return fixed
+            return token
         n = len(token)
         if (
             n < self.min_len - 1
@@ -500,7 +557,7 @@ def compile_data(data: dict[str, Any]) -> _Compiled:
     for i, ex in enumerate(data.get("exclude", [])):
         try:
             spaced, _, sbr, _, words = _compile_phrase(
-                ex["pattern"], gap_words, 10**6, bool(ex.get("regex", False)), synonyms
+                ex["pattern"], gap_words, 10**6, bool(ex.get("regex", False)), synonyms, capture_gaps=True
             )
         except (ValueError, re.error) as exc:
             raise ValueError(f"exclude #{i + 1} ({ex.get('pattern')!r}): {exc}") from exc
@@ -557,11 +614,69 @@ def _fix_typos(text: str, c: _Compiled) -> str:
     return " ".join([fix(t) for t in normalise(text).split()])
 
 
+def _clauses(text: str, c: _Compiled) -> list[str]:
+    """The text cut at clause breaks, each clause normalised and typo-fixed, empty
+    clauses dropped. Joined by spaces they are exactly ``_fix_typos(text)``: a cut is
+    only ever where normalise() puts a space anyway."""
+    fix = c.speller.fix
+    clauses: list[str] = []
+    words: list[str] = []
+    # words and break marks in one pass; a break mark is never alphanumeric
+    for w in _digraphs(" ".join(_WORD_OR_BREAK.findall(_folded(text)))).split(" "):
+        if w.isalnum():
+            words.append(fix(w))
+        elif words:
+            clauses.append(" ".join(words))
+            words = []
+    if words:
+        clauses.append(" ".join(words))
+    return clauses
+
+
+_NONSPACE = re.compile("[^ ]+")
+
+
+def _blank(m: re.Match[str]) -> str:
+    """An idiom's match with each of its words turned into '#', except the words a ``*``
+    gap skipped over: the idiom hides exactly its own words and nothing else."""
+    start, end = m.span()
+    gaps = [(a, b) for a, b in m.regs[1:] if a < b and start <= a and b <= end]
+    if not gaps:
+        return _NONSPACE.sub("#", m.group())
+    text, out, pos = m.string, [], start
+    for a, b in sorted(gaps):
+        if a < pos:  # nested or repeated capture: keep the first
+            continue
+        out.append(_NONSPACE.sub("#", text[pos:a]))
+        out.append(text[a:b])
+        pos = b
+    out.append(_NONSPACE.sub("#", text[pos:end]))
+    return "".join(out)
+
+
+def _compact(clauses: list[str]) -> tuple[str, set[int], list[bool]]:
+    """The space-free form for words run together: each clause with its spaces removed,
+    clauses joined by '|' so that no match runs across a clause break. Also where each
+    token starts in it, and for each position whether it lies inside a token long enough
+    to be words run together: a space-free match must start at one of these, so "om å
+    skade meg" ("omaskademeg") does not read as "må skade meg"."""
+    starts: set[int] = set()
+    glued: list[bool] = []
+    for i, clause in enumerate(clauses):
+        if i:
+            glued.append(False)  # the '|'
+        for tok in clause.split(" "):
+            starts.add(len(glued))
+            glued.extend([len(tok) >= _GLUED_MIN] * len(tok))
+    glued.append(False)
+    return "|".join([cl.replace(" ", "") for cl in clauses]), starts, glued
+
+
 def _prepare(text: str, c: _Compiled) -> tuple[str, str]:
     """-> (spaced, compact) forms ready for matching: normalised, typos fixed, non-risk
-    idioms blanked out with '#'."""
-    spaced = c.exclude.sub("#", _fix_typos(text, c))
-    return spaced, spaced.replace(" ", "")
+    idioms blanked out clause by clause; clauses joined by ' ' (spaced) and '|' (compact)."""
+    clauses = [c.exclude.sub(_blank, cl) for cl in _clauses(text, c)]
+    return " ".join(clauses), _compact(clauses)[0]
 
 
 def detect(text: str) -> RiskHit | None:
@@ -572,15 +687,20 @@ def detect(text: str) -> RiskHit | None:
     if not text:
         return None
     c = _compiled()
-    spaced = _fix_typos(text, c)
-    compact = spaced.replace(" ", "")
+    clauses = _clauses(text, c)
+    if not clauses:
+        return None
+    spaced = " ".join(clauses)
     # Fast path. Blanking out idioms can only remove matches, never add one, so a text
     # with no match before blanking has none after it either.
-    if not c.any_spaced.search(spaced) and not c.any_compact.search(compact):
+    if not c.any_spaced.search(spaced) and not c.any_compact.search(
+        "|".join([cl.replace(" ", "") for cl in clauses])
+    ):
         return None
-    spaced = c.exclude.sub("#", spaced)
-    compact = spaced.replace(" ", "")
-    starts, glued = _token_starts(spaced)
+    # Idioms are looked for clause by clause, so none can reach across a break.
+    clauses = [c.exclude.sub(_blank, cl) for cl in clauses]
+    spaced = " ".join(clauses)
+    compact, starts, glued = _compact(clauses)
     for g in c.groups:
         m = g.spaced.search(spaced)
         if m:
@@ -603,17 +723,3 @@ def detect(text: str) -> RiskHit | None:
 
 
 _GLUED_MIN = 6  # a token this long may be words run together ("jegvil", "talivetmitt")
-
-
-def _token_starts(spaced: str) -> tuple[set[int], list[bool]]:
-    """Where each token starts in the compact text, and for each compact position
-    whether it lies inside a token long enough to be words run together. A space-free
-    match must start at one of these, so "om å skade meg" ("omaskademeg") does not
-    read as "må skade meg"."""
-    starts: set[int] = set()
-    glued: list[bool] = []
-    for tok in spaced.split(" "):
-        starts.add(len(glued))
-        glued.extend([len(tok) >= _GLUED_MIN] * len(tok))
-    glued.append(False)
-    return starts, glued

@@ -6,14 +6,31 @@ import functools
 import importlib.util
 import sys
 import time
+import tomllib
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from flows.risk_text import CATEGORIES, RiskHit, compile_data, detect, normalise
+from flows.risk_text import (
+    CATEGORIES,
+    DATA_FILE,
+    RiskHit,
+    _blank,
+    _clauses,
+    _compiled,
+    _fix_typos,
+    _Gap,
+    _Group,
+    _parse,
+    _Word,
+    compile_data,
+    detect,
+    normalise,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,6 +116,188 @@ def test_an_idiom_hides_only_itself_not_the_rest_of_the_message() -> None:
     assert category("jeg døde av latter i går, men nå vil jeg dø") == "suicide"
     assert category("I could kill for a coffee. Honestly I want to kill myself") == "suicide"
     assert category("jeg skal ta livet lett i sommer, eller ta livet mitt") == "suicide"
+
+
+# --- clauses: an idiom or a denial never hides risk in another clause ------------------------
+
+# Found by property-based testing (tests/test_flow_properties.py): punctuation used to become a
+# plain space before the excludes were tried, so a negation or an idiom at the end of one
+# sentence ran on into the next and blanked real risk there.
+ACROSS_A_BREAK = [
+    ("Jeg vet ikke. Selvmordstanker hele tiden", "Selvmordstanker hele tiden"),
+    ("Jeg sover ikke. Selvmordstankene kommer hver natt", "Selvmordstankene kommer hver natt"),
+    ("Jeg orker ikke mer. Mørket tar over", "Jeg orker ikke mer"),
+    ("Jeg orker ikke mer, mat og søvn er borte", "Jeg orker ikke mer"),
+    ("Det hjelper ikke, selvmordstankene er der hele tiden", "selvmordstankene er der hele tiden"),
+    ("Vet ikke. Suicidal hele dagen", "Suicidal hele dagen"),
+]
+
+
+@pytest.mark.parametrize(("text", "risk_alone"), ACROSS_A_BREAK, ids=[t for t, _ in ACROSS_A_BREAK])
+def test_an_exclude_does_not_reach_across_a_sentence_or_clause_break(text: str, risk_alone: str) -> None:
+    alone = detect(risk_alone)
+    assert alone is not None
+    assert detect(text) == alone
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Jeg vet ikke\nselvmordstanker hele tiden",
+        "jeg vet ikke - selvmordstanker hele tiden",
+        "jeg vet ikke – selvmordstanker hele tiden",
+        "jeg vet ikke—selvmordstanker hele tiden",
+        "jeg vet ikke; selvmordstanker hele tiden",
+        "jeg vet ikke: selvmordstanker hele tiden",
+        "jeg vet ikke! selvmordstanker hele tiden",
+        "jeg vet ikke? selvmordstanker hele tiden",
+        "jeg vet ikke... selvmordstanker hele tiden",
+        "jeg vet ikke… selvmordstanker hele tiden",
+        "jeg vet ikke.selvmordstanker hele tiden",
+        "I'm not sure, suicidal all day",
+        "jeg orker ikke mer! kaffe hjelper ikke",
+        "Jeg orker ikke mer; regnet bare fortsetter",
+    ],
+)
+def test_every_kind_of_break_keeps_the_exclude_in_its_own_clause(text: str) -> None:
+    assert detect(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Nei, jeg har ingen selvmordstanker",
+        "Jeg har ikke selvmordstanker. Bare sliten",
+        "Jeg orker ikke mer kaffe i dag, haha",
+        "I'm not suicidal, just exhausted.",
+        "jobben tar livet av meg for tiden!",
+        "Jeg skal med t-banen i dag",
+    ],
+)
+def test_an_exclude_still_covers_its_own_clause(text: str) -> None:
+    assert detect(text) is None
+
+
+def test_a_hyphen_inside_a_word_is_not_a_break() -> None:
+    c = _compiled()
+    assert _clauses("hoppe foran t-banen, self-harm", c) == ["hoppe foran t banen", "self harm"]
+    assert _clauses("jeg vet ikke -selvmord- nei", c) == ["jeg vet ikke", "selvmord", "nei"]
+    assert detect("jeg vil hoppe foran t-banen") is not None
+
+
+def test_an_exclude_blanks_its_own_words_and_not_the_words_its_gap_skips() -> None:
+    data = compile_data(
+        {
+            "entry": [_entry(pattern="selvmord*"), _entry(pattern="vil forsvinne", kind="indirect")],
+            "exclude": [{"pattern": "forsvinne (på|til) * (ferie|tur)"}],
+        }
+    )
+    blanked = data.exclude.sub(_blank, "jeg vil forsvinne pa en selvmordsreise pa tur i kveld")
+    assert blanked == "jeg vil # # en selvmordsreise pa # i kveld"
+    assert data.exclude.sub(_blank, "forsvinne til ferie") == "# # #"
+    assert detect("Jeg vil forsvinne på en selvmordsreise til hytta") is not None
+    assert detect("Jeg har lyst til å forsvinne på ferie til Spania") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80) | st.text(alphabet="jeg vil ikke dø ÆØÅæøå.,!?;:-–—…\n'’", max_size=60))
+def test_clauses_cut_only_where_normalise_puts_a_space(text: str) -> None:
+    c = _compiled()
+    clauses = _clauses(text, c)
+    assert " ".join(clauses) == _fix_typos(text, c)
+    assert all(cl and cl == cl.strip() and "  " not in cl for cl in clauses)
+
+
+# Every explicit phrase in the data file, wrapped in negations and neutral words. A separator
+# always stands between the context and the phrase, so the context is in another clause: a
+# negation in the same clause ("ingen selvmordstanker") is a legitimate exclude and not tested.
+
+NEGATION_CONTEXT = (
+    "Jeg vet ikke.",
+    "ikke",
+    "nei",
+    "Jeg sover ikke.",
+    "mat og søvn er borte",
+    "I don't know.",
+    "not",
+    "no",
+    "ingen",
+    "orker ikke mer",
+    ".",
+    ",",
+    "!",
+    "?",
+    "...",
+    "-",
+)
+SEPARATORS = (". ", ", ", "! ", "? ", "; ", ": ", " - ", " – ", "—", "\n", "... ", "…", ".")
+
+
+def _explicit_patterns() -> list[str]:
+    with DATA_FILE.open("rb") as f:
+        data = tomllib.load(f)
+    return [e["pattern"] for e in data["entry"] if e["kind"] == "explicit" and not e.get("regex")]
+
+
+EXPLICIT_PATTERNS = _explicit_patterns()
+
+
+def _first_reading(node: Any) -> str:
+    """A phrase the pattern matches: first alternatives, no optional parts, empty gaps."""
+    if isinstance(node, _Word):
+        return node.text
+    if isinstance(node, _Gap) or node.optional:
+        return ""
+    return " ".join(w for w in map(_first_reading, node.alts[0]) if w)
+
+
+def _readings(node: Any) -> st.SearchStrategy[str]:
+    """Any phrase the pattern matches (a prefix word as its bare stem, a gap as no word or
+    one)."""
+    if isinstance(node, _Word):
+        return st.just(node.text)
+    if isinstance(node, _Gap):
+        return st.sampled_from(["", "nå"])
+    assert isinstance(node, _Group)
+    seqs = [st.tuples(*map(_readings, seq)).map(lambda ws: " ".join(w for w in ws if w)) for seq in node.alts]
+    return st.one_of(*seqs, *([st.just("")] if node.optional else []))
+
+
+explicit_phrases = st.sampled_from(EXPLICIT_PATTERNS).flatmap(lambda p: _readings(_parse(p)))
+context = st.lists(st.sampled_from(NEGATION_CONTEXT), max_size=4).map(" ".join)
+
+
+def test_the_data_has_explicit_phrases_to_check() -> None:
+    assert len(EXPLICIT_PATTERNS) >= 100
+
+
+@pytest.mark.parametrize("pattern", EXPLICIT_PATTERNS)
+def test_every_explicit_phrase_survives_negations_in_the_clauses_around_it(pattern: str) -> None:
+    phrase = _first_reading(_parse(pattern))
+    assert detect(phrase) is not None, phrase
+    for before, after in [
+        ("Jeg vet ikke.", "ikke."),
+        ("ikke,", ", mat og søvn er borte"),
+        ("Jeg sover ikke. nei -", "- I don't know."),
+        ("ingen\n", "\nikke"),
+        ("orker ikke mer...", "... ingen"),
+    ]:
+        assert detect(f"{before} {phrase} {after}") is not None, (before, phrase, after)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    before=context,
+    sep_before=st.sampled_from(SEPARATORS),
+    phrase=explicit_phrases,
+    sep_after=st.sampled_from(SEPARATORS),
+    after=context,
+)
+def test_an_explicit_phrase_is_found_whatever_negations_stand_in_other_clauses(
+    before: str, sep_before: str, phrase: str, sep_after: str, after: str
+) -> None:
+    assume(detect(phrase) is not None)  # a reading an exclude covers on its own ("jump in front")
+    assert detect(f"{before}{sep_before} {phrase} {sep_after}{after}") is not None
 
 
 # --- spelling variants -------------------------------------------------------------------
@@ -258,8 +457,14 @@ def test_the_eval_set_is_big_mixed_and_has_a_held_out_split() -> None:
     assert len(rows) >= 360
     assert sum(r.risk for r in rows) >= len(rows) / 3
     assert {r.lang for r in rows} == {"nb", "nn", "en"}
-    assert {r.split for r in rows} == {"dev", "test"}
-    assert 0.2 <= sum(r.split == "test" for r in rows) / len(rows) <= 0.4
+    assert {r.split for r in rows} == {"dev", "test", "blind2"}
+    hashed = [r for r in rows if r.split in ("dev", "test")]
+    assert 0.2 <= sum(r.split == "test" for r in hashed) / len(hashed) <= 0.4
+    # blind probe 4: written and scored before the phrases were changed for it
+    blind = [r for r in rows if r.split == "blind2"]
+    assert len(blind) >= 150
+    assert sum(r.risk for r in blind) >= 60 and sum(not r.risk for r in blind) >= 90
+    assert {r.lang for r in blind if r.risk} == {r.lang for r in blind if not r.risk} == {"nb", "nn", "en"}
     for r in rows:
         if r.risk:
             assert r.category in CATEGORIES and r.kind in ("explicit", "indirect"), r.text
@@ -376,3 +581,72 @@ def test_the_mini_language() -> None:
     assert hits("selvmordstanker") and not hits("uselvmord")
     assert hits("vil dø") and hits("jeg vil bare dø") and not hits("vil dokumentere")
     assert data.exclude.search("jeg skal ta livet lett")
+
+
+@pytest.mark.parametrize(
+    "text", ["jeg kunne drepe meg selv", "Jeg kunne drept meg selv", "jeg vet ikke 😔 selvmordstanker"]
+)
+def test_idiom_and_emoji_do_not_hide_explicit_risk(text):
+    assert detect(text) is not None
+
+
+# --- added with blind probe 4 (split blind2) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i want to dieeee",  # letters stretched for emphasis
+        "jeg vil døøøø",
+        "killlll myself",
+        "selvmordddd",
+        "e kutte mæ igjen",  # northern 'mæ' = meg
+        "æ vil ta livet av mæ",
+        "eg vil ikkje leva lenger",  # nynorsk a-infinitive
+        "eg ser inga meining med å leve lenger",
+        "detblirbestomjegbaredør",
+        "jeg har en plan",
+        "I have a plan and I know when",
+        "eg har ein plan for korleis eg skal gjere det",
+        "jeg har en plan for i kveld",
+        "jeg fortjener ikke å leve",
+        "I don't deserve to live",
+        "har aldri tenkt på selvmord før nå",  # not a denial: 'before now'
+        "I've never thought about suicide before but now I do",
+        "jeg har aldri tenkt på å ta livet mitt før, men nå vil jeg dø",
+        "jeg tør ikke kutte meg",  # 'ikke' here is no denial
+        "I'm not going to kill myself",  # only 'hurt/harm myself' is read as a denial
+        "jeg vil ikke skade meg selv mer",  # an optional word in a denial must not hide 'mer'
+        "jeg har aldri tenkt på å ta livet mitt før",
+        "har aldri tenkt på å drepe meg selv før",
+        "I've never thought about taking my own life before",
+        "I'm not going to hurt myself again",
+    ],
+)
+def test_blind_probe_4_forms_hit(text: str) -> None:
+    assert detect(text) is not None, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "soooo tired",
+        "jeg har aldri tenkt på å ta livet mitt, bare sliten",
+        "har aldri tenkt på selvmord",
+        "I've never thought about taking my own life",
+        "I'm not going to hurt myself, I just need someone to talk to",
+        "jeg har ikke skadet meg selv på to år og er stolt av det",
+        "jeg har en plan for eksamenslesingen",
+        "I have a plan for the weekend",
+        "jeg har en plan klar for helga",
+        "dette er siste melding fra meg i dag, snakkes i morgen",
+        "this is goodbye to summer",
+        "broren min begikk selvmord i fjor",
+        "my sister attempted suicide last year, how do I support her?",
+        "denne hodepina tar livet av meg",
+        "ingen kommer til å savne den gamle sofaen",
+        "I feel trapped in this job",
+    ],
+)
+def test_blind_probe_4_non_risk_forms_stay_quiet(text: str) -> None:
+    assert detect(text) is None, text
