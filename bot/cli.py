@@ -22,6 +22,8 @@ PLUGIN_COMMANDS: tuple[str, ...] = (
     "bot.ops.rotate_keys",
     "bot.ops.purge",
     "bot.ops.check",
+    "bot.ops.export",
+    "bot.ops.stats",
 )
 
 

@@ -1361,7 +1361,9 @@ class SqlRepository:
         stmt = stmt.order_by(col(AuditEvent.at).asc(), col(AuditEvent.id).asc())
         with self._tx(write=False) as db:
             return [
-                AuditRecord(id=row.id or 0, at=row.at, actor=row.actor, action=row.action, case_id=row.case_id)
+                AuditRecord(
+                    id=row.id or 0, at=row.at, actor=row.actor, action=row.action, case_id=row.case_id
+                )
                 for row in db.scalars(stmt).all()
             ]
 

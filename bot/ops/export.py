@@ -1,0 +1,60 @@
+"""``python -m bot export CASE --format fhir|text``: one case's screening for the patient
+record (EPJ), printed to stdout.
+
+``fhir`` is a FHIR R4 Bundle (QuestionnaireResponse + the instruments' Questionnaires, LOINC
+coded), ``text`` a Norwegian summary to paste into the record. Neither holds a name or a
+Telegram id; the case is named by its label. Every export is written to the audit log
+(actor "operator", action "export") before anything is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from bot.config import load_settings
+from bot.ops._common import fail, open_repository
+
+NAME = "export"
+HELP = "print one case for the patient record (EPJ): FHIR R4 JSON or plain text (audited)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("case", metavar="CASE", help="the case label, e.g. K-4F7Q")
+    parser.add_argument(
+        "--format",
+        choices=("fhir", "text"),
+        default="text",
+        help="fhir: a FHIR R4 Bundle (JSON); text: a plain-text summary (default)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from handoff.journal import fhir_bundle, fhir_json, text_summary, validate_bundle
+    from storage import SchemaOutdated
+
+    settings = load_settings()
+    repo = open_repository(settings)
+    try:
+        try:
+            repo.require_current_schema()
+        except SchemaOutdated as error:
+            return fail(str(error))
+        case = repo.case_by_label(args.case)
+        if case is None:
+            return fail(f"no case {args.case.strip().upper()}")
+        if args.format == "fhir":
+            bundle = fhir_bundle(case)
+            try:
+                validate_bundle(bundle)  # with the ops extra installed; a bad bundle is never printed
+            except ValueError as error:  # pydantic's ValidationError
+                return fail(f"the FHIR bundle of {case.label} does not validate: {error}")
+            output = fhir_json(bundle)
+        else:
+            output = text_summary(case, tz=settings.timezone)
+        repo.audit("operator", "export", case.id, datetime.now(UTC))
+    finally:
+        repo.dispose()
+    sys.stdout.write(output)
+    return 0
