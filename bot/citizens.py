@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from flows import messages
 from flows.conversation import ScreeningFlow
 from flows.model import Alert, Command, Context, Event, Forget, Note, Reply, Say, Session, Text
+from flows.mydata import as_document, needs_document, render_copy
 from flows.risk_text import detect
 from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
@@ -36,6 +37,7 @@ class CitizenStore(Protocol):
     def current_case(self, citizen_id: int) -> Any: ...
     def apply_update(self, update_id: int | None, **fields: Any) -> Any: ...
     def delete_citizen(self, user_id: int) -> int: ...
+    def citizen_copy(self, user_id: int) -> tuple[list[Any], list[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class CitizenService:
             # needs nothing but the messenger: no database, no flow
             await self._send_safely(who.chat_id, messages.crisis(lang))
             return
+        if event == Command("mydata"):
+            try:
+                await self.send_copy(who, lang)
+            except Exception as error:  # noqa: BLE001 - fail safe
+                log.error("own copy failed: %s", type(error).__name__)
+                await self.apologise(who.chat_id, lang)
+            return
         try:
             for attempt in range(1, STALE_RETRIES + 1):
                 try:
@@ -102,6 +111,20 @@ class CitizenService:
             await self.apologise(who.chat_id, lang)
             if isinstance(event, Text) and detect(event.text) is not None:
                 await self.handoff.alert_unrecorded_risk()
+
+    async def send_copy(self, who: Incoming, lang: str) -> None:
+        """The citizen's own copy of everything stored about them (GDPR art. 15). It only
+        reads, so a redelivered update just sends it again."""
+        cases, relays = await self._db(self.store.citizen_copy, who.user_id)
+        text = render_copy(
+            cases, relays, lang, tz=self.timezone, retention_days=self.retention_days, now=self.clock()
+        )
+        if needs_document(text):
+            name, content = as_document(text, lang)
+            caption = "Dine opplysninger" if lang == "nb" else "Your data"
+            await self.messenger.document(who.chat_id, name, content, caption=caption)
+        else:
+            await self.messenger.send(who.chat_id, text)
 
     async def apologise(self, chat_id: int, lang: str) -> None:
         await self._send_safely(chat_id, f"{messages.text('error', lang)}\n\n{messages.crisis(lang)}")

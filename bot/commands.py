@@ -12,6 +12,8 @@ CITIZEN_COMMANDS = {
     "stop": "stop",
     "back": "back",
     "tilbake": "back",
+    "mydata": "mydata",
+    "minedata": "mydata",
 }
 
 MENU = {
@@ -19,6 +21,7 @@ MENU = {
         ("start", "Start eller fortsett"),
         ("krise", "Hjelpetelefoner nå"),
         ("stop", "Ta en pause"),
+        ("minedata", "Se hva som er lagret om meg"),
         ("slett", "Slett alt om meg"),
         ("tilbake", "Endre forrige svar"),
         ("hjelp", "Hjelp"),
@@ -27,6 +30,7 @@ MENU = {
         ("start", "Start or continue"),
         ("crisis", "Helplines now"),
         ("stop", "Take a break"),
+        ("mydata", "See what is stored about me"),
         ("delete", "Delete everything about me"),
         ("back", "Change previous answer"),
         ("help", "Help"),

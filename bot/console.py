@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -63,6 +64,14 @@ class ConsoleMessenger:
     ) -> int | None:
         return await self.send(chat_id, "(a copied photo, voice note or document)")
 
+    async def document(
+        self, chat_id: int, filename: str, content: bytes, *, caption: str | None = None, urgent: bool = False
+    ) -> int | None:
+        folder = Path(tempfile.gettempdir())
+        path = folder / filename
+        path.write_bytes(content)
+        return await self.send(chat_id, f"{caption or ''}\n(file saved to {path})".strip())
+
     def _citizen(self, text: str, options: Sequence[Sequence[Option]]) -> None:
         print(f"\nbot> {text.replace(chr(10), chr(10) + '     ')}", file=self.out)
         self.buttons = [option for row in options for option in row]
@@ -70,11 +79,18 @@ class ConsoleMessenger:
             print(f"     [{number}] {option.label}", file=self.out)
 
     def _card(self, text: str, title: str) -> None:
-        width = max(len(line) for line in text.splitlines()) + 2
-        print(f"\n  ┌─ {title} ".ljust(width + 4, "─") + "┐", file=self.out)
-        for line in text.splitlines():
-            print(f"  │ {line.ljust(width)} │", file=self.out)
+        lines = text.splitlines()
+        width = max(_width(line) for line in lines) + 2
+        head = f"─ {title} "
+        print(f"\n  ┌{head}{'─' * (width + 2 - len(head))}┐", file=self.out)
+        for line in lines:
+            print(f"  │ {line}{' ' * (width - _width(line))} │", file=self.out)
         print("  └" + "─" * (width + 2) + "┘", file=self.out)
+
+
+def _width(text: str) -> int:
+    """Columns a terminal uses for ``text`` (emoji and wide characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
 def to_event(line: str, buttons: Sequence[Option]) -> Event:

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from telegram import ReplyParameters
+from telegram import InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
@@ -376,6 +376,19 @@ class Outbox:
             return copied.message_id
 
         return await self._submit("copy", chat_id, urgent, call)
+
+    async def document(
+        self, chat_id: int, filename: str, content: bytes, *, caption: str | None = None, urgent: bool = False
+    ) -> int | None:
+        """Queue a file (a citizen's own copy, a journal export) to ``chat_id``."""
+
+        async def call() -> int:
+            sent = await self.bot.send_document(
+                chat_id, InputFile(content, filename=filename), caption=caption
+            )
+            return sent.message_id
+
+        return await self._submit("document", chat_id, urgent, call)
 
     def flood_wait(self, retry_after: float, chat_id: int | None = None) -> None:
         """Hold sends for ``retry_after`` seconds: to ``chat_id``, or to every chat if it is

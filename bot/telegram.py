@@ -57,7 +57,7 @@ def _who(update: Update) -> Incoming:
 
 
 THERAPIST_COMMANDS = ("duty", "queue", "switch", "close", "release", "handover")
-THERAPIST_BUTTONS = r"^(claim|switch|close|handover):"
+THERAPIST_BUTTONS = r"^(claim|switch|close|handover|export):"
 MEDIA = ("sticker", "photo", "voice", "video", "video_note", "document", "audio", "location", "contact")
 
 
@@ -177,6 +177,8 @@ class TelegramHandlers:
             answer = await self.desk.select(user.id, numbers[0])
         elif kind == "close":
             answer = await self.desk.close(user.id, numbers[0], parts[1])
+        elif kind == "export":
+            answer = await self.desk.export(user.id, numbers[0], parts[1])
         else:
             answer = await self.desk.handover(user.id, numbers[0], numbers[1])
         await query.answer(answer.text[:200], show_alert=answer.alert)

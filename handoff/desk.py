@@ -17,6 +17,7 @@ from typing import Any
 from flows import messages
 from flows.model import Option, Priority
 from handoff.cards import MARKERS, OUTCOMES
+from handoff.journal import ExportRefused, export_for_therapist
 from handoff.ports import Messenger, RecipientGone
 from handoff.queue import queue_rows
 from handoff.replies import Answer
@@ -105,7 +106,13 @@ class TherapistDesk:
         citizen who they are talking to."""
         view = self.handoff.view(record)
         summary = render_summary(view, view.answers, self.handoff.script)
-        await self.messenger.send(therapist_id, summary)
+        export = (
+            (
+                Option("📄 Journal (tekst)", f"export:{record.id}:text"),
+                Option("FHIR", f"export:{record.id}:fhir"),
+            ),
+        )
+        await self.messenger.send(therapist_id, summary, export)
         await self._audit(therapist_id, "view_summary", record.id)
         await self._audit(therapist_id, "relay_start", record.id)
         waiting = await self._db(self.store.undelivered_relays, record.id)
@@ -119,6 +126,18 @@ class TherapistDesk:
                     self.store.link_relays, [m.id for m in waiting], therapist_id, message_id, self.clock()
                 )
         await self.tell_citizen(record.id, intro, name=first_name)
+
+    async def export(self, therapist_id: int, case_id: int, fmt: str) -> Answer:
+        """The case for the patient record, as a file in the therapist's private chat only
+        (audited; refused unless the therapist holds or closed the case)."""
+        try:
+            name, content = await export_for_therapist(self.store, case_id, therapist_id, fmt, self.clock)
+        except ExportRefused:
+            return Answer("Bare den som har saken kan eksportere den.", alert=True)
+        await self.messenger.document(
+            therapist_id, name, content, caption="For journalen. Slett filen her når den er lagt inn."
+        )
+        return Answer("Eksporten er sendt til deg privat.")
 
     # --- holding several cases ---
 

@@ -35,6 +35,11 @@ class Messenger(Protocol):
     ) -> int | None:
         """Copy a message (photo, voice note, document) from one chat to another."""
 
+    async def document(
+        self, chat_id: int, filename: str, content: bytes, *, caption: str | None = None, urgent: bool = False
+    ) -> int | None:
+        """Send a file."""
+
 
 class RecipientGone(Exception):
     """The person blocked the bot or deleted their account (Telegram 403): nothing to retry."""

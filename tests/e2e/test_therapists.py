@@ -369,3 +369,34 @@ async def test_two_instances_on_one_database_give_one_winner(standin, database_u
             assert sum("allerede tatt av" in t for t in texts) == 1, texts
             assert one.repo.case(int(case_id.split(":")[1])).claimed_by in (KARI, OLA)
     await asyncio.sleep(0)
+
+
+async def test_export_for_the_journal_goes_to_the_therapist_privately_and_is_audited(running, standin):
+    kari = Therapist(standin, KARI, "Kari")
+    citizen, card = await flagged_citizen(standin, 8101)
+    await kari.press(card, card.callback_data[0])
+    summary = await standin.wait_for_message(KARI, contains="fullt sammendrag")
+    fhir = next(d for d in summary.callback_data if d.endswith(":fhir"))
+    assert "sendt til deg privat" in await kari.press(summary, fhir)
+    await standin.wait_for(lambda s: s.calls_of("sendDocument"))
+    sent = standin.calls_of("sendDocument")[-1]
+    assert sent["chat_id"] == KARI  # never the group
+    assert "export" in [e.action for e in running.repo.audit_log(actor=str(KARI))]
+    intruder = Therapist(standin, INTRUDER, "Eve")
+    before = len(intruder.answers())
+    standin.press(INTRUDER, summary, fhir, chat_id=KARI, strict=False)
+    await standin.wait_for(lambda s: len(intruder.answers()) > before)
+    assert "ikke tilgjengelig" in intruder.answers()[-1]
+
+
+async def test_citizen_gets_a_readable_copy_of_what_is_stored(running, standin):
+    citizen = Citizen(standin, 8102)
+    await citizen.begin()
+    await citizen.answer(0)
+    copy = await citizen.say("/minedata")
+    assert "Har du de siste 2 ukene hatt tanker om å ta ditt eget liv?" in copy.content
+    assert "/slett" in copy.content
+    english = Citizen(standin, 8103, language_code="en")
+    await english.begin()
+    copy = await english.say("/mydata")
+    assert "/delete" in copy.content

@@ -20,6 +20,7 @@ class RecordingMessenger:
         self.sent: list[tuple[int, str, bool]] = []
         self.edits: list[tuple[int, int, str]] = []
         self.fail_chats: set[int] = set()
+        self.documents: list[tuple[int, str, bytes]] = []
         self._next = 1
 
     async def send(
@@ -44,6 +45,10 @@ class RecordingMessenger:
         self, chat_id: int, from_chat_id: int, message_id: int, *, urgent: bool = False
     ) -> int | None:
         return await self.send(chat_id, f"(copy of {from_chat_id}/{message_id})")
+
+    async def document(self, chat_id, filename, content, *, caption=None, urgent=False):
+        self.documents.append((chat_id, filename, content))
+        return await self.send(chat_id, f"(document {filename}) {caption or ''}")
 
     def to(self, chat_id: int) -> list[str]:
         return [text for chat, text, _ in self.sent if chat == chat_id]
