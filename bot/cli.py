@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from bot import logs
 from bot.config import ConfigError, Settings, load_settings
+from bot.ops._common import CommandFailed
 
 #: Operator subcommands living in their own modules. Each module defines ``NAME``, ``HELP``,
 #: ``configure(parser)`` and ``run(args) -> int``.
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except CommandFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def check_run_settings(settings: Settings) -> None:

@@ -708,98 +708,69 @@ class SqlRepository:
     def mark_escalated(self, case_id: int, now: datetime) -> bool:
         """Set ``escalated_at`` once (compare-and-set); True for the caller that did."""
         now = _utc(now)
-        with self._tx(write=True) as db:
-            return (
-                self._conditional_update(
-                    db,
-                    update(Case)
-                    .where(
-                        Case.id == case_id,
-                        col(Case.escalated_at).is_(None),
-                        Case.status != STATUS_CLOSED,
-                    )
-                    .values(escalated_at=now, updated_at=now),
-                )
-                == 1
-            )
+        return self._set_case_if(
+            case_id,
+            (col(Case.escalated_at).is_(None), Case.status != STATUS_CLOSED),
+            escalated_at=now,
+            updated_at=now,
+        )
 
     def claim(self, case_id: int, therapist_id: int, now: datetime) -> bool:
         """Compare-and-set: exactly one caller wins an open, unclaimed case, also across
         processes (a single conditional UPDATE; the row lock serialises the racers)."""
         now = _utc(now)
-        with self._tx(write=True) as db:
-            return (
-                self._conditional_update(
-                    db,
-                    update(Case)
-                    .where(
-                        Case.id == case_id,
-                        Case.status == STATUS_OPEN,
-                        col(Case.claimed_by).is_(None),
-                    )
-                    .values(
-                        status=STATUS_CLAIMED,
-                        claimed_by=int(therapist_id),
-                        claimed_at=now,
-                        updated_at=now,
-                    ),
-                )
-                == 1
-            )
+        return self._set_case_if(
+            case_id,
+            (Case.status == STATUS_OPEN, col(Case.claimed_by).is_(None)),
+            status=STATUS_CLAIMED,
+            claimed_by=int(therapist_id),
+            claimed_at=now,
+            updated_at=now,
+        )
 
     def release(self, case_id: int, therapist_id: int, now: datetime) -> bool:
         """Give a claimed case back to the queue; only its claimer can."""
-        now = _utc(now)
-        with self._tx(write=True) as db:
-            return (
-                self._conditional_update(
-                    db,
-                    update(Case)
-                    .where(
-                        Case.id == case_id,
-                        Case.status == STATUS_CLAIMED,
-                        Case.claimed_by == int(therapist_id),
-                    )
-                    .values(status=STATUS_OPEN, claimed_by=None, claimed_at=None, updated_at=now),
-                )
-                == 1
-            )
+        return self._set_case_if(
+            case_id,
+            self._held_by(therapist_id),
+            status=STATUS_OPEN,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=_utc(now),
+        )
 
     def close(self, case_id: int, therapist_id: int, outcome: str, now: datetime) -> bool:
         """Close a claimed case; only its claimer can."""
         now = _utc(now)
-        with self._tx(write=True) as db:
-            return (
-                self._conditional_update(
-                    db,
-                    update(Case)
-                    .where(
-                        Case.id == case_id,
-                        Case.status == STATUS_CLAIMED,
-                        Case.claimed_by == int(therapist_id),
-                    )
-                    .values(status=STATUS_CLOSED, outcome=outcome, closed_at=now, updated_at=now),
-                )
-                == 1
-            )
+        return self._set_case_if(
+            case_id,
+            self._held_by(therapist_id),
+            status=STATUS_CLOSED,
+            outcome=outcome,
+            closed_at=now,
+            updated_at=now,
+        )
 
     def transfer(self, case_id: int, from_therapist: int, to_therapist: int, now: datetime) -> bool:
         """Hand a claimed case to a colleague (compare-and-set on the current claimer)."""
         now = _utc(now)
+        return self._set_case_if(
+            case_id,
+            self._held_by(from_therapist),
+            claimed_by=int(to_therapist),
+            claimed_at=now,
+            updated_at=now,
+        )
+
+    @staticmethod
+    def _held_by(therapist_id: int) -> tuple[Any, ...]:
+        return (Case.status == STATUS_CLAIMED, Case.claimed_by == int(therapist_id))
+
+    def _set_case_if(self, case_id: int, conditions: tuple[Any, ...], **values: Any) -> bool:
+        """One conditional UPDATE of a case (compare-and-set): True if this caller changed it."""
         with self._tx(write=True) as db:
-            return (
-                self._conditional_update(
-                    db,
-                    update(Case)
-                    .where(
-                        Case.id == case_id,
-                        Case.status == STATUS_CLAIMED,
-                        Case.claimed_by == int(from_therapist),
-                    )
-                    .values(claimed_by=int(to_therapist), claimed_at=now, updated_at=now),
-                )
-                == 1
-            )
+            stmt = update(Case).where(Case.id == case_id, *conditions).values(**values)
+            return self._conditional_update(db, stmt) == 1
 
     def claimed_cases(self, therapist_id: int) -> list[CaseRecord]:
         """The cases a therapist holds now, oldest claim first."""

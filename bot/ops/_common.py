@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bot.config import ConfigError, Settings
 
-__all__ = ["cipher_from", "fail", "open_repository"]
+__all__ = ["CommandFailed", "cipher_from", "current_repository", "fail", "open_repository"]
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -31,3 +33,24 @@ def open_repository(settings: Settings):  # -> storage.SqlRepository
     from storage import SqlRepository
 
     return SqlRepository(settings.database_url, cipher_from(settings))
+
+
+class CommandFailed(Exception):
+    """A one-line failure of an operator command (exit 1)."""
+
+
+@contextmanager
+def current_repository(settings: Settings) -> Iterator:  # -> Iterator[storage.SqlRepository]
+    """The repository, once its schema is current (else CommandFailed naming
+    `python -m bot migrate`); disposed of afterwards."""
+    from storage import SchemaOutdated
+
+    repo = open_repository(settings)
+    try:
+        try:
+            repo.require_current_schema()
+        except SchemaOutdated as error:
+            raise CommandFailed(str(error)) from None
+        yield repo
+    finally:
+        repo.dispose()

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 
 from bot.config import load_settings
-from bot.ops._common import fail, open_repository
+from bot.ops._common import current_repository, fail
 
 NAME = "export"
 HELP = "print one case for the patient record (EPJ): FHIR R4 JSON or plain text (audited)"
@@ -32,15 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from handoff.journal import fhir_bundle, fhir_json, text_summary, validate_bundle
-    from storage import SchemaOutdated
-
     settings = load_settings()
-    repo = open_repository(settings)
-    try:
-        try:
-            repo.require_current_schema()
-        except SchemaOutdated as error:
-            return fail(str(error))
+    with current_repository(settings) as repo:
         case = repo.case_by_label(args.case)
         if case is None:
             return fail(f"no case {args.case.strip().upper()}")
@@ -54,7 +47,5 @@ def run(args: argparse.Namespace) -> int:
         else:
             output = text_summary(case, tz=settings.timezone)
         repo.audit("operator", "export", case.id, datetime.now(UTC))
-    finally:
-        repo.dispose()
     sys.stdout.write(output)
     return 0

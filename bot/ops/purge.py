@@ -8,7 +8,7 @@ import argparse
 from datetime import UTC, datetime
 
 from bot.config import load_settings
-from bot.ops._common import fail, open_repository
+from bot.ops._common import current_repository
 
 NAME = "purge"
 HELP = "delete cases, messages and audit events past their retention (see --dry-run)"
@@ -19,23 +19,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from storage import SchemaOutdated
-
     settings = load_settings()
-    repo = open_repository(settings)
-    try:
-        try:
-            repo.require_current_schema()
-        except SchemaOutdated as error:
-            return fail(str(error))
+    with current_repository(settings) as repo:
         report = repo.purge(
             datetime.now(UTC),
             settings.retention_days,
             dry_run=args.dry_run,
             audit_retention_days=settings.audit_retention_days,
         )
-    finally:
-        repo.dispose()
     print(
         f"retention: {settings.retention_days} days for cases, "
         f"{settings.audit_retention_days} days for audit events"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from bot.config import load_settings
-from bot.ops._common import fail, open_repository
+from bot.ops._common import current_repository, fail
 
 NAME = "rotate-keys"
 HELP = "re-encrypt every stored value under the newest key in TRIAGE_ENCRYPTION_KEYS"
@@ -22,20 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from storage import SchemaOutdated
-
     if args.batch_size < 1:
         return fail("--batch-size must be at least 1", 2)
     settings = load_settings()
-    repo = open_repository(settings)
-    try:
-        try:
-            repo.require_current_schema()
-        except SchemaOutdated as error:
-            return fail(str(error))
+    with current_repository(settings) as repo:
         counts = repo.rotate_keys(batch_size=args.batch_size)
-    finally:
-        repo.dispose()
     for count in counts:
         line = f"{count.table}: {count.rotated} re-encrypted, {count.current} already under the newest key"
         if count.unreadable:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import load_settings
-from bot.ops._common import fail, open_repository
+from bot.ops._common import current_repository, fail
 
 NAME = "stats"
 HELP = "weekly service statistics, small numbers suppressed (--plot FILE.png for a chart)"
@@ -58,7 +58,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from handoff.statistics import compute, format_table, week_start
-    from storage import SchemaOutdated
 
     settings = load_settings()
     now = datetime.now(UTC)
@@ -70,12 +69,7 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             return fail("--plot needs matplotlib: pip install 'rph-triage-bot[ops]'")
     tz = settings.timezone
-    repo = open_repository(settings)
-    try:
-        try:
-            repo.require_current_schema()
-        except SchemaOutdated as error:
-            return fail(str(error))
+    with current_repository(settings) as repo:
         first = datetime.combine(week_start(args.since), time(0), tzinfo=tz).astimezone(UTC)
         cases = repo.cases_created_since(first)
         events = repo.audit_events_since(first, actions=("claim", "escalate"))
@@ -90,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
         )
         del cases  # nothing about a person is kept past this point
         repo.audit("operator", "stats", None, now)
-    finally:
-        repo.dispose()
     print(format_table(report), end="")
     if args.plot is not None:
         plot(report, args.plot)
