@@ -23,6 +23,7 @@ from telegram.ext import (
 
 from bot.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
+from bot.updates import PerChatUpdateProcessor
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
 from handoff.desk import TherapistDesk
@@ -222,7 +223,13 @@ def build_application(
         if on_start is not None:
             await on_start(app)
 
-    builder = ApplicationBuilder().token(token).base_url(base_url).post_init(post_init)
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(base_url)
+        .post_init(post_init)
+        .concurrent_updates(PerChatUpdateProcessor())
+    )
     if on_stop is not None:
         builder = builder.post_shutdown(on_stop)
     return builder.build()

@@ -74,6 +74,9 @@ class ScreeningFlow:
             send_event=False,
             initial=None,
         )
+        self._cursor = _Cursor()
+        self.machine.add_model(self._cursor, initial="new")
+        self._triggers = {state: frozenset(self.machine.get_triggers(state)) for state in self.machine.states}
 
     # --- the declarative table ------------------------------------------------------------
 
@@ -126,16 +129,17 @@ class ScreeningFlow:
         return is_asked
 
     def move(self, state: str, trigger: str, answers: Mapping[str, Any]) -> str | None:
-        """The state ``trigger`` leads to from ``state``, or None if it leads nowhere."""
-        cursor = _Cursor()
-        self.machine.add_model(cursor, initial=state)
-        try:
-            if trigger not in self.machine.get_triggers(state):
-                return None
-            moved = cursor.trigger(trigger, answers=answers)  # type: ignore[attr-defined]
-            return cursor.state if moved else None
-        finally:
-            self.machine.remove_model(cursor)
+        """The state ``trigger`` leads to from ``state``, or None if it leads nowhere.
+
+        One cursor model is registered once and repositioned for each question (adding and
+        removing a model per move costs more than the rest of the flow together); the flow
+        runs on one thread, the event loop's."""
+        if trigger not in self._triggers.get(state, ()):
+            return None
+        cursor = self._cursor
+        self.machine.set_state(state, model=cursor)
+        moved = cursor.trigger(trigger, answers=answers)  # type: ignore[attr-defined]
+        return cursor.state if moved else None
 
     # --- handling one event ----------------------------------------------------------------
 

@@ -185,12 +185,18 @@ class TherapistDesk:
     async def therapist_wrote(
         self, therapist_id: int, first_name: str, text: str, message_id: int, reply_to: int | None
     ) -> Answer | None:
-        case = None
         if reply_to is not None:
             case_id = await self._db(self.store.case_for_therapist_message, therapist_id, reply_to)
-            if case_id is not None:
-                case = await self._db(self.store.case, case_id)
-        if case is None:
+            if case_id is None:
+                # Never guess where a reply should go: a wrong guess sends one citizen's
+                # therapist words to another.
+                return Answer(
+                    "Jeg vet ikke hvilken sak meldingen du svarte på hører til, så den ble ikke "
+                    "sendt. Svar på en melding fra innbyggeren, eller skriv uten å svare (da går "
+                    "den til saken valgt med /switch)."
+                )
+            case = await self._db(self.store.case, case_id)
+        else:
             case = await self.active_case(therapist_id)
         if case is None or case.claimed_by != therapist_id or case.status != "claimed":
             return Answer("Du holder ingen åpen sak som meldingen kan gå til. /queue viser køen.")

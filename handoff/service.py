@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # The outbox already retries transport faults; these cover a longer outage of the group.
 CARD_RETRY_DELAYS = (0.5, 2.0)
+DUTY_CACHE_SECONDS = 3.0
 
 
 class HandoffFailed(Exception):
@@ -48,6 +50,7 @@ class HandoffService:
         self.script = script or load_script()
         self.retry_delays = retry_delays
         self._names: dict[int, str] = {}
+        self._duty_seen: tuple[bool | None, float] = (None, 0.0)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(partial(fn, *args, **kwargs))
@@ -57,6 +60,7 @@ class HandoffService:
     async def set_duty(self, therapist_id: int, on: bool, first_name: str) -> None:
         self._names[therapist_id] = first_name
         await self._db(self.store.set_duty, therapist_id, on, first_name, self.clock())
+        self._duty_seen = (None, 0.0)
         await self._db(
             self.store.audit, str(therapist_id), "duty_on" if on else "duty_off", None, self.clock()
         )
@@ -65,10 +69,16 @@ class HandoffService:
         records = await self._db(self.store.on_duty)
         for record in records:
             self._names[record.therapist_id] = record.first_name
+        self._duty_seen = (bool(records), time.monotonic())
         return records
 
     async def team_on_duty(self) -> bool:
-        return bool(await self.on_duty())
+        """Whether anyone is on duty, asked of the database at most every few seconds (every
+        citizen update needs it; another instance's /duty shows up within that time)."""
+        known, at = self._duty_seen
+        if known is None or time.monotonic() - at > DUTY_CACHE_SECONDS:
+            return bool(await self.on_duty())
+        return known
 
     # --- cards ---
 

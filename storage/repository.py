@@ -149,6 +149,15 @@ class CaseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One update's view of the stored state (see ``SqlRepository.snapshot``)."""
+
+    processed: bool
+    citizen: CitizenRecord | None
+    case: CaseRecord | None
+
+
+@dataclass(frozen=True, slots=True)
 class DutyRecord:
     therapist_id: int
     on_duty: bool
@@ -521,13 +530,30 @@ class SqlRepository:
     def current_case(self, citizen_id: int) -> CaseRecord | None:
         """The citizen's newest case that is not closed."""
         with self._tx(write=False) as session:
-            row = session.scalars(
-                select(Case)
-                .where(Case.citizen_id == citizen_id, Case.status != STATUS_CLOSED)
-                .order_by(col(Case.created_at).desc(), col(Case.id).desc())
-                .limit(1)
-            ).first()
+            row = self._current_case(session, citizen_id)
             return _case_record(row) if row is not None else None
+
+    def _current_case(self, session: Session, citizen_id: int) -> Case | None:
+        return session.scalars(
+            select(Case)
+            .where(Case.citizen_id == citizen_id, Case.status != STATUS_CLOSED)
+            .order_by(col(Case.created_at).desc(), col(Case.id).desc())
+            .limit(1)
+        ).first()
+
+    def snapshot(self, user_id: int, update_id: int | None) -> Snapshot:
+        """What handling one update needs to read, in one short transaction: whether the
+        update was applied already, the citizen and their current case."""
+        user_key = self.user_key(user_id)
+        with self._tx(write=False) as session:
+            processed = update_id is not None and session.get(ProcessedUpdate, int(update_id)) is not None
+            citizen = self._find_citizen(session, user_key)
+            case = self._current_case(session, citizen.id) if citizen is not None else None
+            return Snapshot(
+                processed,
+                _citizen_record(citizen) if citizen is not None else None,
+                _case_record(case) if case is not None else None,
+            )
 
     def mark_processed(self, update_id: int, now: datetime) -> bool:
         """Record an update as applied without storing anything else (a /slett with nothing

@@ -102,6 +102,14 @@ class Therapist:
         return [m.content for m in self.standin.messages_to(self.user_id)]
 
 
+async def wait_until(condition, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
 def cards(standin: TelegramStandIn) -> list:
     return standin.messages_to(THERAPIST_CHAT)
 
@@ -147,7 +155,9 @@ async def test_relay_both_ways_with_two_cases_held_by_one_therapist(running, sta
     standin.user_message(anna.user_id, "Hei, jeg er her")
     relayed = await standin.wait_for_message(KARI, contains="Hei, jeg er her")
     assert relayed.content.startswith(f"💬 {anna_label}")
-    # a Telegram reply to it goes to Anna, though Bernt's case was claimed last
+    # a Telegram reply to it goes to Anna, though Bernt's case was claimed last (a person
+    # reads before replying: wait until the relay is recorded)
+    await wait_until(lambda: running.repo.case_for_therapist_message(KARI, relayed.message_id))
     before = anna.seen
     standin.user_message(
         KARI, "Takk for at du skriver", first_name="Kari", reply_to_message_id=relayed.message_id
@@ -158,6 +168,10 @@ async def test_relay_both_ways_with_two_cases_held_by_one_therapist(running, sta
     before_b = bernt.seen
     standin.user_message(KARI, "Hei Bernt", first_name="Kari")
     assert (await standin.wait_for_message(bernt.user_id, count=before_b + 1)).content.endswith("Hei Bernt")
+    # a reply to a message the bot cannot place is not guessed at
+    standin.user_message(KARI, "Til hvem?", first_name="Kari", reply_to_message_id=1)
+    refusal = await standin.wait_for_message(KARI, contains="ble ikke sendt")
+    assert refusal and not any("Til hvem?" in m.content for m in standin.messages_to(anna.user_id))
     # /switch selects Anna's case for plain messages
     menu = await kari.say("/switch", contains="Velg")
     labels = " ".join(menu.button_texts)
@@ -192,6 +206,7 @@ async def test_messages_written_while_waiting_are_shown_at_the_claim(running, st
     assert "Jeg heter Kari Nordmann" in summary and "412" in summary  # full details, privately
     assert "Jeg heter" not in card.content
     # a reply to the waiting-messages digest reaches the citizen
+    await wait_until(lambda: running.repo.case_for_therapist_message(KARI, waiting.message_id))
     before = citizen.seen
     standin.user_message(
         KARI, "Vi ringer deg i morgen", first_name="Kari", reply_to_message_id=waiting.message_id
@@ -359,6 +374,7 @@ async def test_two_instances_on_one_database_give_one_winner(standin, database_u
             standin.press(KARI, card, case_id, chat_id=THERAPIST_CHAT, first_name="Kari")
             # the same card pressed at the same moment on the second instance
             second.press_message(OLA, card.message, case_id, first_name="Ola")
+
             def claim_answers(server: TelegramStandIn) -> list[str]:
                 return [a["text"] for a in server.callback_answers if a["user_id"] in (KARI, OLA)]
 

@@ -79,7 +79,7 @@ async def test_any_fault_still_gives_crisis_numbers(services, messenger, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("database is down")
 
-    monkeypatch.setattr(services.citizens.store, "find_citizen", broken)
+    monkeypatch.setattr(services.citizens.store, "snapshot", broken)
     await services.citizens.handle(who, Text("hei"))
     [reply] = messenger.to(11)
     assert "noe gikk galt" in reply and "113" in reply and "116 123" in reply
@@ -142,7 +142,7 @@ async def test_database_down_risk_text_still_alerts_the_team(services, messenger
     def down(*args, **kwargs):
         raise ConnectionError("could not connect to server")
 
-    monkeypatch.setattr(services.citizens.store, "was_processed", down)
+    monkeypatch.setattr(services.citizens.store, "snapshot", down)
     monkeypatch.setattr(services.citizens.store, "find_citizen", down)
     await services.citizens.handle(who, Text("jeg vil ta livet mitt"))
     [reply] = messenger.to(16)
@@ -156,7 +156,7 @@ async def test_crisis_command_needs_no_database(services, messenger, monkeypatch
     def down(*args, **kwargs):
         raise ConnectionError("could not connect to server")
 
-    for method in ("was_processed", "find_citizen", "current_case", "apply_update"):
+    for method in ("snapshot", "find_citizen", "current_case", "apply_update"):
         monkeypatch.setattr(services.citizens.store, method, down)
     await services.citizens.handle(Incoming(17, 17), Command("crisis"))
     [reply] = messenger.to(17)
