@@ -483,7 +483,7 @@ class _Turn:
         """Ask the current question again (or for the first time), with its buttons."""
         lang, state = self.lang, self.s.state
         if state in ("new", "consent", *ENDED):
-            self.say(t("welcome", lang, retention_days=self.ctx.retention_days))
+            self.say(t("welcome", lang, retention_days=self.ctx.retention_days), messages.crisis(lang))
             self.options = (
                 (Option(t("consent_yes", lang), "consent:yes"),),
                 (Option(t("consent_no", lang), "consent:no"),),

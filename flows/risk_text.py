@@ -88,7 +88,8 @@ _BREAK = (
     "\uff01\uff0c\uff0e\uff1a\uff1b\uff1f\ufe50-\ufe57\n\r\v\f\x1c-\x1e\x85\u2028\u2029"
     "\u2013\u2014\u2015\u2e3a\u2e3b\ufe58"
     # emoji and pictographs end a clause too: "jeg vet ikke 😔 selvmordstanker"
-    "\u2600-\u27bf\U0001f000-\U0001faff]"
+    # (not the circled and enclosed digits and letters, which normalise() keeps as words)
+    "\u2600-\u2775\u2794-\u27bf\U0001f000-\U0001f0ff\U0001f200-\U0001faff]"
     f"|[{_HYPHENS}](?![^\\W_])|[{_HYPHENS}](?<![^\\W_][{_HYPHENS}]))+"
 )
 _WORD_OR_BREAK = re.compile(f"[a-z0-9]+|{_BREAK}")

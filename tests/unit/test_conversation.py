@@ -99,6 +99,7 @@ def test_welcome_explains_service_and_offers_consent(flow):
     assert isinstance(say, Say)
     assert "gratis" in say.text and "henvisning" in say.text and "ikke en akuttjeneste" in say.text
     assert "/slett" in say.text and "kryptert" in say.text
+    assert "113" in say.text and "116 123" in say.text  # the crisis numbers from the first message
     assert [row[0].data for row in say.options] == ["consent:yes", "consent:no"]
 
 
