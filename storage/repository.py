@@ -1257,18 +1257,12 @@ class SqlRepository:
             pass
 
         def purge_updates(db: Session) -> int:
-            ids = list(
-                db.scalars(
-                    select(ProcessedUpdate.update_id)
-                    .where(col(ProcessedUpdate.processed_at) <= cutoff)
-                    .order_by(col(ProcessedUpdate.update_id))
-                    .limit(batch_size)
-                ).all()
-            )
-            if not ids:
-                return 0
-            deleted = self._conditional_update(
-                db, delete(ProcessedUpdate).where(col(ProcessedUpdate.update_id).in_(ids))
+            deleted = self._delete_batch(
+                db,
+                ProcessedUpdate,
+                ProcessedUpdate.update_id,
+                ProcessedUpdate.processed_at <= cutoff,
+                batch_size,
             )
             counts["processed_updates"] += deleted
             return deleted
@@ -1279,23 +1273,23 @@ class SqlRepository:
         if audit_cutoff is not None:
 
             def purge_audit(db: Session) -> int:
-                ids = list(
-                    db.scalars(
-                        select(AuditEvent.id)
-                        .where(col(AuditEvent.at) <= audit_cutoff)
-                        .order_by(col(AuditEvent.id))
-                        .limit(batch_size)
-                    ).all()
+                deleted = self._delete_batch(
+                    db, AuditEvent, AuditEvent.id, AuditEvent.at <= audit_cutoff, batch_size
                 )
-                if not ids:
-                    return 0
-                deleted = self._conditional_update(db, delete(AuditEvent).where(col(AuditEvent.id).in_(ids)))
                 counts["audit_events"] += deleted
                 return deleted
 
             while run(purge_audit):
                 pass
         return counts
+
+    def _delete_batch(self, db: Session, table: Any, key: Any, condition: Any, batch_size: int) -> int:
+        """Delete up to ``batch_size`` rows of ``table`` matching ``condition`` (oldest keys
+        first); returns how many went, so callers loop until nothing is left."""
+        ids = list(db.scalars(select(key).where(condition).order_by(col(key)).limit(batch_size)).all())
+        if not ids:
+            return 0
+        return self._conditional_update(db, delete(table).where(col(key).in_(ids)))
 
     def _delete_caseless_citizens(self, db: Session, citizen_ids: set[int]) -> int:
         """Delete those of ``citizen_ids`` that have no case (any more). The rows are locked

@@ -66,6 +66,7 @@ from flows.model import (
 from flows.questionnaire import LANGS, Question, load_script
 from flows.risk_text import detect
 from storage import Cipher, SqlRepository, set_cipher
+from tests.unit.test_citizens import RecordingMessenger
 
 SCRIPT = load_script()
 FLOW = ScreeningFlow(SCRIPT)
@@ -537,39 +538,6 @@ CITIZEN = 4242
 CLOCK = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-class RecordingMessenger:
-    """Telegram, as far as the services can tell; the therapists' chat can be made to fail."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str, bool]] = []
-        self.edits: list[tuple[int, int, str]] = []
-        self.failing = False
-        self._next = 100
-
-    async def send(
-        self,
-        chat_id: int,
-        text: str,
-        options: Sequence[Sequence[Option]] = (),
-        *,
-        urgent: bool = False,
-        reply_to: int | None = None,
-    ) -> int | None:
-        if self.failing and chat_id == THERAPISTS:
-            raise ConnectionError("telegram unreachable")
-        self.sent.append((chat_id, text, urgent))
-        self._next += 1
-        return self._next
-
-    async def edit(self, chat_id: int, message_id: int, text: str, options: Any = ()) -> None:
-        self.edits.append((chat_id, message_id, text))
-
-    async def copy(
-        self, chat_id: int, from_chat_id: int, message_id: int, *, urgent: bool = False
-    ) -> int | None:
-        return await self.send(chat_id, f"[copy of {from_chat_id}/{message_id}]", urgent=urgent)
-
-
 class Rig:
     """The citizen side of the bot on a SQLite file: repository, services, a recording
     messenger and an event loop. ``boot()`` again is a process restart."""
@@ -706,7 +674,7 @@ class CitizenMachine(RuleBasedStateMachine):
 
     @rule()
     def therapist_chat_goes_down_or_up(self) -> None:
-        self.messenger.failing = not self.messenger.failing
+        self.messenger.fail_chats ^= {THERAPISTS}
 
     @precondition(lambda self: self.last is not None)
     @rule()
