@@ -17,9 +17,8 @@ from typing import Any, Protocol
 
 from flows import messages
 from flows.conversation import ScreeningFlow
-from flows.model import Alert, Command, Context, Event, Forget, Note, Reply, Say, Session, Text
+from flows.model import Alert, Command, Context, Event, Forget, Note, Reply, Say, Session
 from flows.mydata import as_document, needs_document, render_copy
-from flows.risk_text import detect
 from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
 from handoff.ports import Messenger, RecipientGone
@@ -94,10 +93,14 @@ class CitizenService:
                 log.error("own copy failed: %s", type(error).__name__)
                 await self.apologise(who.chat_id, lang)
             return
+        first_aid = self.flow.first_aid(event, lang)
+        if first_aid is not None:
+            # the numbers before any database work: they must not wait on a slow or lost store
+            await self._send_safely(who.chat_id, first_aid.text)
         try:
             for attempt in range(1, STALE_RETRIES + 1):
                 try:
-                    await self._handle(who, event, lang)
+                    await self._handle(who, event, lang, first_aid_given=first_aid is not None)
                     break
                 except StaleSession:
                     # another instance applied an update of this chat meanwhile: decide again
@@ -108,7 +111,7 @@ class CitizenService:
         except Exception as error:  # noqa: BLE001 - fail safe, whatever went wrong
             log.error("citizen update failed: %s", type(error).__name__, exc_info=_trace(error))
             await self.apologise(who.chat_id, lang)
-            if isinstance(event, Text) and detect(event.text) is not None:
+            if first_aid is not None:
                 await self.handoff.alert_unrecorded_risk()
 
     async def send_copy(self, who: Incoming, lang: str) -> None:
@@ -134,7 +137,7 @@ class CitizenService:
         except Exception as error:  # noqa: BLE001
             log.error("could not send the fail-safe reply: %s", type(error).__name__)
 
-    async def _handle(self, who: Incoming, event: Event, lang: str) -> None:
+    async def _handle(self, who: Incoming, event: Event, lang: str, *, first_aid_given: bool) -> None:
         seen = await self._db(self.store.snapshot, who.user_id, who.update_id)
         redelivered, case = seen.processed, seen.case
         session = Session.from_dict(case.session) if case else Session(lang=lang)
@@ -148,7 +151,7 @@ class CitizenService:
                     if isinstance(action, Say):
                         await self.messenger.send(who.chat_id, action.text, action.options)
             return
-        reply = self.flow.handle(session, event, await self.context(case))
+        reply = self.flow.handle(session, event, await self.context(case, first_aid_given=first_aid_given))
         if case is None and not _worth_storing(reply.session):
             # Nothing begun and nothing to keep (/slett, /hjelp, a decline): store nothing,
             # but remember the update so a redelivery is not applied again.
@@ -202,7 +205,7 @@ class CitizenService:
             else:
                 log.error("routine intake card could not be posted; the case stays in the queue")
 
-    async def context(self, case: Any = None) -> Context:
+    async def context(self, case: Any = None, *, first_aid_given: bool = False) -> Context:
         now = self.clock()
         on_duty = await self.handoff.team_on_duty()
         next_staffed = None
@@ -216,6 +219,7 @@ class CitizenService:
             retention_days=self.retention_days,
             with_therapist=case is not None and case.status == "claimed",
             handed_over=case is not None and case.handed_over_at is not None,
+            first_aid_given=first_aid_given,
         )
 
 

@@ -148,6 +148,16 @@ class ScreeningFlow:
         turn.run(event)
         return turn.reply()
 
+    def first_aid(self, event: Event, lang: str) -> Say | None:
+        """The reply to a risk text that needs nothing stored: warmth and the crisis numbers.
+
+        An adapter sends it before any database work, so a person in crisis gets the numbers
+        within milliseconds even when the store is slow or down; it then passes
+        ``Context(first_aid_given=True)`` and the flow's own reply leaves these parts out."""
+        if not isinstance(event, Text) or detect(event.text) is None:
+            return None
+        return Say(f"{t('risk_text', lang)}\n\n{messages.crisis(lang)}", urgent=True)
+
     def is_question(self, state: str) -> bool:
         return state not in (*BEFORE_SCREENING, DONE, *ENDED)
 
@@ -257,7 +267,10 @@ class _Turn:
             self.s.alerted = max(self.s.alerted, Priority.URGENT)
             self.actions.append(Alert(Priority.URGENT, (f"text_{hit.category}",)))
             self.urgent = True
-            self.say(t("risk_text", self.lang), t("risk_in_relay", self.lang), messages.crisis(self.lang))
+            if self.ctx.first_aid_given:
+                self.say(t("risk_in_relay", self.lang))
+            else:
+                self.say(t("risk_text", self.lang), t("risk_in_relay", self.lang), messages.crisis(self.lang))
 
     def after_screening(self, event: Event) -> None:
         """Free text after the screening is kept for the team once they have the case."""
@@ -431,7 +444,7 @@ class _Turn:
             notice = t("alert_off_duty", lang, next_staffed=messages.staffed_at(self.ctx.next_staffed, lang))
         else:
             notice = t("alert_off_duty_unknown", lang)
-        self.say(notice, messages.crisis(lang))
+        self.say(notice) if self.ctx.first_aid_given else self.say(notice, messages.crisis(lang))
         if first_alert and self.flow.is_question(self.s.state):
             self.say(t("may_continue", lang))
 
@@ -440,7 +453,8 @@ class _Turn:
         if hit is None:
             return
         self.actions.append(RiskText(hit.category))
-        self.say(t("risk_text", self.lang))
+        if not self.ctx.first_aid_given:
+            self.say(t("risk_text", self.lang))
         self.alert(Priority.URGENT, (f"text_{hit.category}",))
 
     def finish(self, assessment: Assessment) -> None:

@@ -57,6 +57,7 @@ class Context:
     retention_days: int = 90
     with_therapist: bool = False  # a therapist holds the case: free text goes to them
     handed_over: bool = False  # the team has the case (a card exists): free text is kept for them
+    first_aid_given: bool = False  # the adapter already sent ScreeningFlow.first_aid for this text
 
 
 # --- actions: what the adapter must do ------------------------------------------------------

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from flows import messages
 from flows.conversation import ScreeningFlow
 from flows.model import (
     Alert,
@@ -401,6 +402,27 @@ def test_free_text_risk_in_a_choice_question_alerts_and_reprompts(flow):
     assert "113" in chat.said
     assert chat.alerts[-1].priority == Priority.URGENT
     assert chat.session.state == "phq9_3"  # the question is asked again, nothing skipped
+
+
+def test_first_aid_is_only_for_risk_text(flow):
+    aid = flow.first_aid(Text("jeg vil ta livet mitt"), "nb")
+    assert aid is not None and aid.urgent and "113" in aid.text and "22 40 00 40" in aid.text
+    assert flow.first_aid(Text("jeg sover dårlig"), "nb") is None
+    assert flow.first_aid(Button("consent:yes"), "nb") is None
+    assert flow.first_aid(Command("crisis"), "nb") is None  # /crisis has its own fast path
+
+
+def test_after_first_aid_the_reply_tells_who_is_coming_without_repeating_the_numbers(flow):
+    given = Context(now=NOW, team_on_duty=True, first_aid_given=True)
+    chat = Chat(flow, ctx=given)
+    chat.start_screening()
+    asked = chat.session.state
+    actions = chat.send(Text("jeg orker ikke mer"))
+    assert isinstance(actions[0], Say) and actions[0].urgent
+    assert messages.text("alert_on_duty", "nb") in chat.said
+    assert "113" not in chat.said and messages.text("risk_text", "nb") not in chat.said
+    assert chat.alerts[-1].priority == Priority.URGENT
+    assert chat.session.state == asked and messages.text("ways_out", "nb") in chat.said
 
 
 def test_flow_is_pure_input_session_untouched(flow):
