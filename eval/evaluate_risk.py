@@ -1,6 +1,6 @@
 """Evaluate flows.risk_text.detect on the synthetic message set eval/risk_messages.csv.
 
-    python eval/evaluate_risk.py [--split dev|test|blind2|all] [--quiet]
+    python eval/evaluate_risk.py [--split dev|test|blind2|blind3|all] [--quiet]
 
 Prints sensitivity (risk messages detected) and specificity (non-risk messages left
 alone) per language, per category and per kind, with counts and Wilson 95% intervals,
@@ -206,7 +206,7 @@ def report(results: Sequence[Result], split: str, show_texts: bool = True) -> bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=("dev", "test", "blind2", "all"), default="all")
+    ap.add_argument("--split", choices=("dev", "test", "blind2", "blind3", "all"), default="all")
     ap.add_argument("--quiet", action="store_true", help="figures only, no message texts")
     args = ap.parse_args(argv)
     rows = load_rows(split=args.split)

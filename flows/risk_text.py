@@ -691,6 +691,32 @@ def detect(text: str) -> RiskHit | None:
     clauses = _clauses(text, c)
     if not clauses:
         return None
+    hit = _search(clauses, c)
+    if hit is None:
+        # Norwegian puts the verb second: "i kveld tar jeg livet mitt", "så dreper jeg
+        # henne". The phrases are written in plain word order, so try once more with the
+        # subject pronoun that follows a fronted verb left out.
+        plain = _uninverted(clauses)
+        if plain != clauses:
+            hit = _search(plain, c)
+    return hit
+
+
+_SUBJECT = "jeg"  # after synonyms: eg, je, jæ, jg ... are "jeg" too
+
+
+def _uninverted(clauses: list[str]) -> list[str]:
+    """Each clause without a subject pronoun that is not its first word."""
+    out = []
+    for clause in clauses:
+        first, _, rest = clause.partition(" ")
+        if _SUBJECT in rest.split(" "):
+            rest = " ".join(w for w in rest.split(" ") if w != _SUBJECT)
+        out.append(f"{first} {rest}" if rest else first)
+    return out
+
+
+def _search(clauses: list[str], c: _Compiled) -> RiskHit | None:
     spaced = " ".join(clauses)
     # Fast path. Blanking out idioms can only remove matches, never add one, so a text
     # with no match before blanking has none after it either.

@@ -457,7 +457,7 @@ def test_the_eval_set_is_big_mixed_and_has_a_held_out_split() -> None:
     assert len(rows) >= 360
     assert sum(r.risk for r in rows) >= len(rows) / 3
     assert {r.lang for r in rows} == {"nb", "nn", "en"}
-    assert {r.split for r in rows} == {"dev", "test", "blind2"}
+    assert {r.split for r in rows} == {"dev", "test", "blind2", "blind3"}
     hashed = [r for r in rows if r.split in ("dev", "test")]
     assert 0.2 <= sum(r.split == "test" for r in hashed) / len(hashed) <= 0.4
     # blind probe 4: written and scored before the phrases were changed for it
@@ -465,6 +465,9 @@ def test_the_eval_set_is_big_mixed_and_has_a_held_out_split() -> None:
     assert len(blind) >= 150
     assert sum(r.risk for r in blind) >= 60 and sum(not r.risk for r in blind) >= 90
     assert {r.lang for r in blind if r.risk} == {r.lang for r in blind if not r.risk} == {"nb", "nn", "en"}
+    # blind probe 5: likewise, with at least 100 explicit risk messages
+    blind5 = [r for r in rows if r.split == "blind3"]
+    assert sum(r.kind == "explicit" for r in blind5) >= 100 and sum(not r.risk for r in blind5) >= 100
     for r in rows:
         if r.risk:
             assert r.category in CATEGORIES and r.kind in ("explicit", "indirect"), r.text
