@@ -1,6 +1,6 @@
 """Evaluate flows.risk_text.detect on the synthetic message set eval/risk_messages.csv.
 
-    python eval/evaluate_risk.py [--split dev|test|blind2|blind3|all] [--quiet]
+    python eval/evaluate_risk.py [--split dev|test|blind2|blind3|blind4|tuned|all] [--quiet]
 
 Prints sensitivity (risk messages detected) and specificity (non-risk messages left
 alone) per language, per category and per kind, with counts and Wilson 95% intervals,
@@ -20,7 +20,12 @@ How the rows came about (all synthetic, written for this set):
 * 226 rows from blind probe 4, split `blind2` (not to be confused with blind probe 2): written
   and scored before any phrase was changed for them, then tuned on. Only that first score
   (recorded in eval/README.md) measures generalisation; the split is spent.
-Tune on `dev` (and the spent `blind2`); look at `test` only to report.
+* 372 rows from blind probe 5, split `blind3`: scored once (explicit 0.713, indirect 0.413),
+  then tuned on; spent. `test` was declared spent at the same time: general forms written
+  for its two explicit misses' classes.
+* 239 rows from blind probe 6, split `blind4`: scored once after those changes and NOT tuned
+  on. It is the held-out measure now; `--split tuned` is everything else.
+Tune on `dev`, `test`, `blind2` and `blind3`; look at `blind4` only to report.
 """
 
 from __future__ import annotations
@@ -75,7 +80,15 @@ def load_rows(path: Path = CSV_PATH, split: str = "all") -> list[Row]:
             Row(r["text"], r["lang"], r["risk"] == "1", r["category"], r["kind"], r["split"])
             for r in csv.DictReader(f)
         ]
-    return rows if split == "all" else [r for r in rows if r.split == split]
+    if split == "all":
+        return rows
+    if split == HELD_OUT_COMPLEMENT:
+        return [r for r in rows if r.split != HELD_OUT]
+    return [r for r in rows if r.split == split]
+
+
+HELD_OUT = "blind4"  # never tuned on: the honest figure for messages the detector has not seen
+HELD_OUT_COMPLEMENT = "tuned"  # every split the phrases were tuned on
 
 
 def run(rows: Iterable[Row], fn: Callable[[str], RiskHit | None] = detect) -> list[Result]:
@@ -206,7 +219,7 @@ def report(results: Sequence[Result], split: str, show_texts: bool = True) -> bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=("dev", "test", "blind2", "blind3", "all"), default="all")
+    ap.add_argument("--split", choices=("dev", "test", "blind2", "blind3", "blind4", "tuned", "all"), default="all")
     ap.add_argument("--quiet", action="store_true", help="figures only, no message texts")
     args = ap.parse_args(argv)
     rows = load_rows(split=args.split)
