@@ -219,7 +219,8 @@ def report(results: Sequence[Result], split: str, show_texts: bool = True) -> bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=("dev", "test", "blind2", "blind3", "blind4", "tuned", "all"), default="all")
+    splits = ("dev", "test", "blind2", "blind3", "blind4", "tuned", "all")
+    ap.add_argument("--split", choices=splits, default="all")
     ap.add_argument("--quiet", action="store_true", help="figures only, no message texts")
     args = ap.parse_args(argv)
     rows = load_rows(split=args.split)

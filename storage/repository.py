@@ -15,12 +15,13 @@ messages (``hide_parameters=True``), and this module logs nothing about citizens
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -312,6 +313,24 @@ def _case_record(row: Case) -> CaseRecord:
     )
 
 
+_CASES = Case.__table__  # type: ignore[attr-defined]
+_CITIZENS = Citizen.__table__  # type: ignore[attr-defined]
+_PROCESSED = ProcessedUpdate.__table__  # type: ignore[attr-defined]
+
+
+def _case_record_from_row(row: Any) -> CaseRecord:
+    """A case read with Core (no ORM identity map): the hot path's read of one row."""
+    values = dict(row._mapping)
+    values["session"] = dict(values["session"] or {})
+    values["reasons"] = list(values["reasons"] or [])
+    return CaseRecord(**{name: values[name] for name in CaseRecord.__slots__})  # type: ignore[attr-defined]
+
+
+def _stored_json(value: Any) -> Any:
+    """``value`` as it reads back from an EncryptedJSON column (same JSON round trip)."""
+    return json.loads(json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False))
+
+
 def _relay_record(row: RelayMessage) -> RelayRecord:
     assert row.id is not None
     return RelayRecord(
@@ -545,15 +564,32 @@ class SqlRepository:
         """What handling one update needs to read, in one short transaction: whether the
         update was applied already, the citizen and their current case."""
         user_key = self.user_key(user_id)
+        # Core, not the ORM: this runs for every update, and the identity map and unit of
+        # work cost more than the queries themselves (bench/inprocess.py).
         with self._tx(write=False) as session:
-            processed = update_id is not None and session.get(ProcessedUpdate, int(update_id)) is not None
-            citizen = self._find_citizen(session, user_key)
-            case = self._current_case(session, citizen.id) if citizen is not None else None
-            return Snapshot(
-                processed,
-                _citizen_record(citizen) if citizen is not None else None,
-                _case_record(case) if case is not None else None,
+            db = session.connection()
+            processed = update_id is not None and (
+                db.execute(
+                    select(_PROCESSED.c.update_id).where(_PROCESSED.c.update_id == int(update_id))
+                ).first()
+                is not None
             )
+            found = db.execute(
+                select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang)
+                .where(_CITIZENS.c.user_key == user_key)
+                .limit(1)
+            ).first()
+            citizen = CitizenRecord(found.id, int(found.chat_id), found.lang) if found else None
+            case = None
+            if citizen is not None:
+                row = db.execute(
+                    select(_CASES)
+                    .where(_CASES.c.citizen_id == citizen.id, _CASES.c.status != STATUS_CLOSED)
+                    .order_by(_CASES.c.created_at.desc(), _CASES.c.id.desc())
+                    .limit(1)
+                ).first()
+                case = _case_record_from_row(row) if row is not None else None
+            return Snapshot(processed, citizen, case)
 
     def mark_processed(self, update_id: int, now: datetime) -> bool:
         """Record an update as applied without storing anything else (a /slett with nothing
@@ -602,6 +638,10 @@ class SqlRepository:
                     db, ProcessedUpdate, {"update_id": int(update_id), "processed_at": now}
                 ):
                     raise _AlreadyProcessed
+                if case_id is not None:
+                    return self._update_case(
+                        db, case_id, user_key, chat_id, lang, session, state, now, finished, expected_session
+                    )
                 citizen = self._ensure_citizen(db, user_key, chat_id, lang, now)
                 if case_id is None:
                     if self._open_case_id(db, citizen.id) is not None:
@@ -635,6 +675,46 @@ class SqlRepository:
                 return _case_record(case)
         except _AlreadyProcessed:
             return None
+
+    def _update_case(
+        self,
+        session: Session,
+        case_id: int,
+        user_key: str,
+        chat_id: int,
+        lang: str,
+        new_session: dict[str, Any],
+        state: str,
+        now: datetime,
+        finished: bool,
+        expected_session: dict[str, Any] | None,
+    ) -> CaseRecord:
+        """The hot path of ``apply_update`` (an answer to a case that exists), in Core."""
+        db = session.connection()
+        citizen = db.execute(
+            select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang).where(
+                _CITIZENS.c.user_key == user_key
+            )
+        ).first()
+        row = db.execute(select(_CASES).where(_CASES.c.id == case_id).with_for_update()).first()
+        if citizen is None or row is None or row.citizen_id != citizen.id:
+            raise CaseNotFound(f"case {case_id} not found for this citizen")
+        changed = {
+            name: value
+            for name, value in (("chat_id", str(int(chat_id))), ("lang", lang))
+            if getattr(citizen, name) != value
+        }
+        if changed:  # only what changed: an unchanged identifier is not re-encrypted
+            db.execute(update(_CITIZENS).where(_CITIZENS.c.id == citizen.id).values(**changed))
+        if expected_session is not None and row.session != expected_session:
+            raise StaleSession("the session changed since it was read")
+        values: dict[str, Any] = {"session": new_session, "state": state, "updated_at": now}
+        if finished and row.finished_at is None:
+            values["finished_at"] = now
+        db.execute(update(_CASES).where(_CASES.c.id == case_id).values(**values))
+        record = _case_record_from_row(row)
+        values["session"] = _stored_json(new_session)  # what was stored, not the caller's dict
+        return replace(record, **values)
 
     def _open_case_id(self, db: Session, citizen_id: int) -> int | None:
         return db.scalars(
