@@ -47,7 +47,9 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CATEGORIES", "KINDS", "LANGS", "RiskHit", "detect", "normalise", "warm_up"]
+from flows import risk_model
+
+__all__ = ["CATEGORIES", "KINDS", "LANGS", "RiskHit", "detect", "model_text", "normalise", "warm_up"]
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "risk_phrases.toml"
 
@@ -61,8 +63,8 @@ class RiskHit:
     """The most severe sign found. ``phrase`` is the pattern from the data file that
     matched (not the citizen's words), so it can be logged without repeating the text."""
 
-    category: str  # suicide | harm_others | self_harm | crisis
-    kind: str  # explicit | indirect
+    category: str  # suicide | harm_others | self_harm | crisis | possible (the learned stage)
+    kind: str  # explicit | indirect | learned
     lang: str  # nb | nn | en: the language the phrase was written for
     phrase: str
 
@@ -699,7 +701,23 @@ def detect(text: str) -> RiskHit | None:
         plain = _uninverted(clauses)
         if plain != clauses:
             hit = _search(plain, c)
+    if hit is None and any(
+        risk_model.flags(" ".join(clauses[i : i + _MODEL_WINDOW])) for i in range(len(clauses))
+    ):
+        # No phrase, but the learned stage sees a likely risk (flows/risk_model.py). It reads
+        # windows of clauses starting at each clause, so nothing written before can talk it
+        # out of a risk that follows, as an exclude never reaches across a clause break.
+        hit = RiskHit(POSSIBLE, LEARNED, "", "risk_model")
     return hit
+
+
+POSSIBLE, LEARNED = "possible", "learned"
+_MODEL_WINDOW = 8  # clauses per window: a short message is read whole, a long one in parts
+
+
+def model_text(text: str) -> str:
+    """The text as the learned stage sees it: normalised, typos fixed, clauses joined."""
+    return " ".join(_clauses(text, _compiled()))
 
 
 _SUBJECT = "jeg"  # after synonyms: eg, je, jæ, jg ... are "jeg" too

@@ -48,6 +48,7 @@ FLAG_LABELS = {
     "text_self_harm": "fritekst: selvskading",
     "text_harm_others": "fritekst: skade andre",
     "text_crisis": "fritekst: akutt krise",
+    "text_possible": "fritekst: mulig risiko (modell, les selv)",
 }
 
 

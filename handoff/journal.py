@@ -88,6 +88,7 @@ REASON_WORDS = {
     "text_self_harm": "skrev noe som kan tyde på selvskading",
     "text_harm_others": "skrev noe som kan tyde på tanker om å skade andre",
     "text_crisis": "skrev noe som kan tyde på en akutt krise",
+    "text_possible": "skrev noe som den lærte risikomodellen vurderte som mulig risiko",
 }
 
 FLAG_WORDS = {
