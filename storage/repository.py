@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy import type_coerce as sa_type_coerce
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
@@ -438,17 +438,28 @@ class SqlRepository:
 
     @contextmanager
     def _tx(self, *, write: bool) -> Iterator[Session]:
+        self._check_cipher()
+        factory = self._write if write else self._read
+        with factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _core_tx(self, *, write: bool) -> Iterator[Connection]:
+        """A transaction on a bare connection, for the per-update hot path (Core
+        statements only: no ORM session to set up and tear down)."""
+        self._check_cipher()
+        with (self._engines.write if write else self._engines.read).begin() as conn:
+            yield conn
+
+    def _check_cipher(self) -> None:
         installed = current_cipher()
         if installed is not self._cipher and not installed.same_keys(self._cipher):
             raise RuntimeError(
                 "a different Cipher has been installed with set_cipher() since this "
                 "repository was created; one process must use one cipher"
             )
-        factory = self._write if write else self._read
-        with factory() as session, session.begin():
-            yield session
 
-    def _insert_ignore(self, session: Session, model: Any, values: dict[str, Any]) -> bool:
+    def _insert_ignore(self, session: Session | Connection, model: Any, values: dict[str, Any]) -> bool:
         """INSERT unless a unique/primary key already holds; True if a row was inserted."""
         if self._dialect == "postgresql":
             stmt: Any = pg_dialect.insert(model).values(**values).on_conflict_do_nothing()
@@ -566,8 +577,7 @@ class SqlRepository:
         user_key = self.user_key(user_id)
         # Core, not the ORM: this runs for every update, and the identity map and unit of
         # work cost more than the queries themselves (bench/inprocess.py).
-        with self._tx(write=False) as session:
-            db = session.connection()
+        with self._core_tx(write=False) as db:
             processed = update_id is not None and (
                 db.execute(
                     select(_PROCESSED.c.update_id).where(_PROCESSED.c.update_id == int(update_id))
@@ -633,52 +643,46 @@ class SqlRepository:
         now = _utc(now)
         user_key = self.user_key(user_id)
         try:
-            with self._tx(write=True) as db:
-                if update_id is not None and not self._insert_ignore(
-                    db, ProcessedUpdate, {"update_id": int(update_id), "processed_at": now}
-                ):
-                    raise _AlreadyProcessed
-                if case_id is not None:
+            if case_id is not None:  # the hot path: an answer to an existing case, in Core
+                with self._core_tx(write=True) as conn:
+                    self._mark_new(conn, update_id, now)
                     return self._update_case(
-                        db, case_id, user_key, chat_id, lang, session, state, now, finished, expected_session
-                    )
+                        conn, case_id, user_key, chat_id, lang, session, state, now, finished,
+                        expected_session,
+                    )  # fmt: skip
+            with self._tx(write=True) as db:
+                self._mark_new(db, update_id, now)
                 citizen = self._ensure_citizen(db, user_key, chat_id, lang, now)
-                if case_id is None:
-                    if self._open_case_id(db, citizen.id) is not None:
-                        raise StaleSession("another update opened a case for this citizen first")
-                    case = self._insert_case(
-                        db,
-                        citizen_id=citizen.id,
-                        state=state,
-                        session=session,
-                        priority=0,
-                        reasons=[],
-                        status=STATUS_SCREENING,
-                        created_at=now,
-                        updated_at=now,
-                        finished_at=now if finished else None,
-                    )
-                else:
-                    found = db.get(Case, case_id, with_for_update=True)
-                    if found is None or found.citizen_id != citizen.id:
-                        raise CaseNotFound(f"case {case_id} not found for this citizen")
-                    if expected_session is not None and found.session != expected_session:
-                        raise StaleSession("the session changed since it was read")
-                    case = found
-                    case.session = session
-                    case.state = state
-                    case.updated_at = now
-                    if finished and case.finished_at is None:
-                        case.finished_at = now
+                if self._open_case_id(db, citizen.id) is not None:
+                    raise StaleSession("another update opened a case for this citizen first")
+                case = self._insert_case(
+                    db,
+                    citizen_id=citizen.id,
+                    state=state,
+                    session=session,
+                    priority=0,
+                    reasons=[],
+                    status=STATUS_SCREENING,
+                    created_at=now,
+                    updated_at=now,
+                    finished_at=now if finished else None,
+                )
                 db.flush()
                 db.refresh(case)  # what was stored, decrypted, not the caller's dict
                 return _case_record(case)
         except _AlreadyProcessed:
             return None
 
+    def _mark_new(self, db: Session | Connection, update_id: int | None, now: datetime) -> None:
+        """Record ``update_id`` as applied in this transaction; _AlreadyProcessed if it was."""
+        if update_id is not None and not self._insert_ignore(
+            db, ProcessedUpdate, {"update_id": int(update_id), "processed_at": now}
+        ):
+            raise _AlreadyProcessed
+
     def _update_case(
         self,
-        session: Session,
+        db: Connection,
         case_id: int,
         user_key: str,
         chat_id: int,
@@ -690,7 +694,6 @@ class SqlRepository:
         expected_session: dict[str, Any] | None,
     ) -> CaseRecord:
         """The hot path of ``apply_update`` (an answer to a case that exists), in Core."""
-        db = session.connection()
         citizen = db.execute(
             select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang).where(
                 _CITIZENS.c.user_key == user_key
