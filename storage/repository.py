@@ -154,7 +154,6 @@ class Snapshot:
     """One update's view of the stored state (see ``SqlRepository.snapshot``)."""
 
     processed: bool
-    citizen: CitizenRecord | None
     case: CaseRecord | None
 
 
@@ -316,6 +315,20 @@ def _case_record(row: Case) -> CaseRecord:
 _CASES = Case.__table__  # type: ignore[attr-defined]
 _CITIZENS = Citizen.__table__  # type: ignore[attr-defined]
 _PROCESSED = ProcessedUpdate.__table__  # type: ignore[attr-defined]
+
+# The per-update statements, built once (building a statement costs as much as running it)
+_PROCESSED_BY_ID = select(_PROCESSED.c.update_id).where(_PROCESSED.c.update_id == bindparam("update_id"))
+_CURRENT_CASE_BY_USER_KEY = (
+    select(_CASES)
+    .join(_CITIZENS, _CITIZENS.c.id == _CASES.c.citizen_id)
+    .where(_CITIZENS.c.user_key == bindparam("user_key"), _CASES.c.status != STATUS_CLOSED)
+    .order_by(_CASES.c.created_at.desc(), _CASES.c.id.desc())
+    .limit(1)
+)
+_CITIZEN_BY_USER_KEY = select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang).where(
+    _CITIZENS.c.user_key == bindparam("user_key")
+)
+_CASE_FOR_UPDATE = select(_CASES).where(_CASES.c.id == bindparam("case_id")).with_for_update()
 
 
 def _case_record_from_row(row: Any) -> CaseRecord:
@@ -573,33 +586,16 @@ class SqlRepository:
 
     def snapshot(self, user_id: int, update_id: int | None) -> Snapshot:
         """What handling one update needs to read, in one short transaction: whether the
-        update was applied already, the citizen and their current case."""
+        update was applied already, and the citizen's current case."""
         user_key = self.user_key(user_id)
         # Core, not the ORM: this runs for every update, and the identity map and unit of
         # work cost more than the queries themselves (bench/inprocess.py).
         with self._core_tx(write=False) as db:
             processed = update_id is not None and (
-                db.execute(
-                    select(_PROCESSED.c.update_id).where(_PROCESSED.c.update_id == int(update_id))
-                ).first()
-                is not None
+                db.execute(_PROCESSED_BY_ID, {"update_id": int(update_id)}).first() is not None
             )
-            found = db.execute(
-                select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang)
-                .where(_CITIZENS.c.user_key == user_key)
-                .limit(1)
-            ).first()
-            citizen = CitizenRecord(found.id, int(found.chat_id), found.lang) if found else None
-            case = None
-            if citizen is not None:
-                row = db.execute(
-                    select(_CASES)
-                    .where(_CASES.c.citizen_id == citizen.id, _CASES.c.status != STATUS_CLOSED)
-                    .order_by(_CASES.c.created_at.desc(), _CASES.c.id.desc())
-                    .limit(1)
-                ).first()
-                case = _case_record_from_row(row) if row is not None else None
-            return Snapshot(processed, citizen, case)
+            row = db.execute(_CURRENT_CASE_BY_USER_KEY, {"user_key": user_key}).first()
+            return Snapshot(processed, _case_record_from_row(row) if row is not None else None)
 
     def mark_processed(self, update_id: int, now: datetime) -> bool:
         """Record an update as applied without storing anything else (a /slett with nothing
@@ -694,12 +690,8 @@ class SqlRepository:
         expected_session: dict[str, Any] | None,
     ) -> CaseRecord:
         """The hot path of ``apply_update`` (an answer to a case that exists), in Core."""
-        citizen = db.execute(
-            select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang).where(
-                _CITIZENS.c.user_key == user_key
-            )
-        ).first()
-        row = db.execute(select(_CASES).where(_CASES.c.id == case_id).with_for_update()).first()
+        citizen = db.execute(_CITIZEN_BY_USER_KEY, {"user_key": user_key}).first()
+        row = db.execute(_CASE_FOR_UPDATE, {"case_id": case_id}).first()
         if citizen is None or row is None or row.citizen_id != citizen.id:
             raise CaseNotFound(f"case {case_id} not found for this citizen")
         changed = {
