@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from telegram import (
     BotCommand,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Update,
@@ -121,10 +123,15 @@ class TelegramHandlers:
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         assert query is not None
-        await query.answer()
-        if query.message is None or query.message.chat.type != "private":
-            return  # a citizen's button can only live in a private chat
-        await self.citizens.handle(_who(update), Button(query.data or ""))
+        # Stop the button's spinner alongside the work, not before it: on Telegram the answer
+        # is a round trip of its own, and the citizen's reply need not wait for it.
+        answering = asyncio.create_task(_answer_quietly(query))
+        try:
+            if query.message is None or query.message.chat.type != "private":
+                return  # a citizen's button can only live in a private chat
+            await self.citizens.handle(_who(update), Button(query.data or ""))
+        finally:
+            await answering
 
     # --- therapists ---
 
@@ -233,3 +240,11 @@ def build_application(
     if on_stop is not None:
         builder = builder.post_shutdown(on_stop)
     return builder.build()
+
+
+async def _answer_quietly(query: CallbackQuery) -> None:
+    """Answer a callback query; a failure only leaves a spinner, so it is logged, not raised."""
+    try:
+        await query.answer()
+    except Exception as error:  # noqa: BLE001 - the reply itself matters, not the spinner
+        log.warning("callback query not answered: %s", type(error).__name__)

@@ -74,6 +74,9 @@ async def test_low_scorer_gets_summary_and_team_gets_routine_card(bot, standin):
     assert "PHQ-9: 0 (minimal)" in card.content and "Risiko: ingen oppgitt" in card.content
     assert "claim:" in card.callback_data[0]
     assert SECRET_TEXT not in card.content and "412" not in card.content
+    # every button press was answered (the spinner stops), alongside the reply, never instead
+    await standin.wait_for(lambda s: all(q["answered"] for q in s._queries.values()))
+    assert any(a["user_id"] == 5001 for a in standin.callback_answers)
 
 
 async def test_item_nine_hands_over_at_once(bot, standin):
