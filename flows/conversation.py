@@ -438,12 +438,14 @@ class _Turn:
         self.s.alerted = max(self.s.alerted, priority)
         self.actions.append(Alert(self.s.alerted, reasons))
         self.urgent = True
+        above = "_numbers_above" if self.ctx.first_aid_given else ""  # the numbers went out already
         if self.ctx.team_on_duty:
             notice = t("alert_on_duty", lang)
         elif self.ctx.next_staffed is not None:
-            notice = t("alert_off_duty", lang, next_staffed=messages.staffed_at(self.ctx.next_staffed, lang))
+            staffed = messages.staffed_at(self.ctx.next_staffed, lang)
+            notice = t(f"alert_off_duty{above}", lang, next_staffed=staffed)
         else:
-            notice = t("alert_off_duty_unknown", lang)
+            notice = t(f"alert_off_duty_unknown{above}", lang)
         self.say(notice) if self.ctx.first_aid_given else self.say(notice, messages.crisis(lang))
         if first_alert and self.flow.is_question(self.s.state):
             self.say(t("may_continue", lang))

@@ -425,6 +425,20 @@ def test_after_first_aid_the_reply_tells_who_is_coming_without_repeating_the_num
     assert chat.session.state == asked and messages.text("ways_out", "nb") in chat.said
 
 
+@pytest.mark.parametrize("lang", ["nb", "en"])
+def test_after_first_aid_off_duty_the_notice_points_to_the_numbers_above(flow, lang):
+    given = Context(now=NOW, team_on_duty=False, next_staffed=OFF_DUTY.next_staffed, first_aid_given=True)
+    chat = Chat(flow, ctx=given, lang=lang)
+    chat.start_screening()
+    chat.send(Text("I want to kill myself" if lang == "en" else "jeg vil ta livet mitt"))
+    assert ("numrene over" if lang == "nb" else "numbers above") in chat.said
+    assert "113" not in chat.said and "under" not in chat.said.split("\n\n")[0]
+    without = Chat(flow, ctx=OFF_DUTY, lang=lang)
+    without.start_screening()
+    without.send(Text("I want to kill myself" if lang == "en" else "jeg vil ta livet mitt"))
+    assert ("numrene under" if lang == "nb" else "numbers below") in without.said and "113" in without.said
+
+
 def test_flow_is_pure_input_session_untouched(flow):
     session = Session()
     flow.handle(session, Command("start"), ON_DUTY)
