@@ -4,11 +4,11 @@
     python eval/train_risk_model.py --dry-run  # cross-validate only
 
 Logistic regression over word and character n-grams (``risk_model.features``), trained with
-AdaGrad and L2 in plain Python: deterministic (fixed seed and order), no numpy. Trained only
-on the splits the phrases were tuned on (``--split tuned``); the held-out split ``blind4`` is
-never read here. The threshold is chosen by 5-fold cross-validation so that the model alone
-leaves at least ``--specificity`` of the non-risk messages alone out of fold: the model
-should add alerts a phrase list cannot find, not drown the therapists in false ones.
+AdaGrad and L2 in plain Python: deterministic (fixed seed and order), no numpy. Trained on
+every split except the held-out one (``--split tuned``); ``blind5`` is never read here. The
+threshold is chosen by 5-fold cross-validation so that the model alone leaves at least
+``--specificity`` of the non-risk messages alone out of fold: the model should add alerts a
+phrase list cannot find, not drown the therapists in false ones.
 """
 
 from __future__ import annotations
