@@ -18,6 +18,7 @@ from storage import (
     StaleSession,
     set_cipher,
 )
+from tests.ops_support import count
 
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
 USER_ID = 731_946_285
@@ -54,17 +55,6 @@ def raw_rows(database_url: str) -> dict[str, list[tuple]]:
                 table: [tuple(row) for row in conn.execute(text(f'SELECT * FROM "{table}"'))]
                 for table in inspect(conn).get_table_names()
             }
-    finally:
-        engine.dispose()
-
-
-def count(database_url: str, table: str, where: str = "1=1", **params) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(
-                text(f'SELECT COUNT(*) FROM "{table}" WHERE {where}'), params
-            ).scalar_one()
     finally:
         engine.dispose()
 
