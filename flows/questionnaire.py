@@ -166,6 +166,7 @@ class _Lookup:
     exact: Mapping[str, Choice | None]  # None: the key names different choices (ambiguous)
     folded: Mapping[str, Choice | None]
     ranges: tuple[tuple[int, int | None, Choice], ...]
+    by_value: Mapping[int, Choice]  # the first choice with each value
 
 
 def _add(table: dict[str, Choice | None], key: str, choice: Choice) -> None:
@@ -179,7 +180,9 @@ def _lookup(choices: tuple[Choice, ...]) -> _Lookup:
     exact: dict[str, Choice | None] = {}
     folded: dict[str, Choice | None] = {}
     ranges: list[tuple[int, int | None, Choice]] = []
+    by_value: dict[int, Choice] = {}
     for choice in choices:
+        by_value.setdefault(choice.value, choice)
         for text in choice.text.values():
             key = normalise(text)
             _add(exact, key, choice)
@@ -187,7 +190,9 @@ def _lookup(choices: tuple[Choice, ...]) -> _Lookup:
             span = _numeric_range(key)
             if span is not None:
                 ranges.append((span[0], span[1], choice))
-    return _Lookup(MappingProxyType(exact), MappingProxyType(folded), tuple(ranges))
+    return _Lookup(
+        MappingProxyType(exact), MappingProxyType(folded), tuple(ranges), MappingProxyType(by_value)
+    )
 
 
 # --- questions, instruments, sections, script ----------------------------------------------
@@ -219,7 +224,7 @@ class Question:
 
     def choice_for_value(self, value: Any) -> Choice | None:
         """The choice a stored answer stands for (for showing answers back)."""
-        return next((c for c in self.choices if _is_int(value) and c.value == value), None)
+        return self._lookup.by_value.get(value) if _is_int(value) else None
 
     def choice_for(self, raw: str, lang: Lang) -> Choice | None:
         """The choice someone typed: a label in either language (ignoring case, spacing and
@@ -273,7 +278,7 @@ class Instrument:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    @property
+    @functools.cached_property
     def scored_items(self) -> tuple[Question, ...]:
         return tuple(q for q in self.items if q.scored)
 
