@@ -177,7 +177,8 @@ class CitizenService:
                 now=self.clock(),
                 case_id=case.id if case else None,
                 finished=reply.session.finished_at is not None,
-                expected_session=case.session if case else None,
+                expected_version=case.version if case else None,
+                stored_citizen=seen.citizen,
             )
             if case is None:
                 return  # the same update was applied concurrently

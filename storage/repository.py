@@ -20,8 +20,8 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy import type_coerce as sa_type_coerce
@@ -147,6 +148,7 @@ class CaseRecord:
     outcome: str | None
     escalated_at: datetime | None
     finished_at: datetime | None
+    version: int = 0  # raised with every stored answer (apply_update's compare-and-set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,7 @@ class Snapshot:
 
     processed: bool
     case: CaseRecord | None
+    citizen: CitizenRecord | None = None  # the case's citizen as stored (None without a case)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +312,7 @@ def _case_record(row: Case) -> CaseRecord:
         outcome=row.outcome,
         escalated_at=row.escalated_at,
         finished_at=row.finished_at,
+        version=row.version,
     )
 
 
@@ -317,18 +321,66 @@ _CITIZENS = Citizen.__table__  # type: ignore[attr-defined]
 _PROCESSED = ProcessedUpdate.__table__  # type: ignore[attr-defined]
 
 # The per-update statements, built once (building a statement costs as much as running it)
-_PROCESSED_BY_ID = select(_PROCESSED.c.update_id).where(_PROCESSED.c.update_id == bindparam("update_id"))
-_CURRENT_CASE_BY_USER_KEY = (
-    select(_CASES)
+_CURRENT_CASE = (
+    select(
+        _CASES,
+        _CITIZENS.c.chat_id.label("citizen_chat_id"),
+        _CITIZENS.c.lang.label("citizen_lang"),
+    )
     .join(_CITIZENS, _CITIZENS.c.id == _CASES.c.citizen_id)
     .where(_CITIZENS.c.user_key == bindparam("user_key"), _CASES.c.status != STATUS_CLOSED)
     .order_by(_CASES.c.created_at.desc(), _CASES.c.id.desc())
     .limit(1)
+    .subquery("current_case")
+)
+_PROCESSED_FLAG = select(
+    exists().where(_PROCESSED.c.update_id == bindparam("update_id")).label("processed")
+).subquery("processed_flag")
+# What one update needs to read, in one statement: whether it was applied already, and the
+# citizen's current case with the citizen's chat id and language (all NULL without a case).
+_SNAPSHOT = select(_PROCESSED_FLAG.c.processed, _CURRENT_CASE).select_from(
+    _PROCESSED_FLAG.outerjoin(_CURRENT_CASE, true())
 )
 _CITIZEN_BY_USER_KEY = select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang).where(
     _CITIZENS.c.user_key == bindparam("user_key")
 )
-_CASE_FOR_UPDATE = select(_CASES).where(_CASES.c.id == bindparam("case_id")).with_for_update()
+# insert-if-absent of a processed update id, per dialect (rowcount 1: it was new)
+_MARK_PROCESSED = {
+    name: dialect.insert(_PROCESSED).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+    for name, dialect in (("postgresql", pg_dialect), ("sqlite", sqlite_dialect))
+}
+_CITIZEN_ID_BY_USER_KEY = (
+    select(_CITIZENS.c.id).where(_CITIZENS.c.user_key == bindparam("user_key")).scalar_subquery()
+)
+
+
+def _store_answer(*, compare_version: bool) -> Any:
+    """An answer to an existing case: stored only if the case belongs to the citizen (and,
+    with ``compare_version``, is still at the version the caller decided from). Every column
+    but the session comes back, as stored."""
+    where = [_CASES.c.id == bindparam("case_id"), _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY]
+    if compare_version:
+        where.append(_CASES.c.version == bindparam("expected_version"))
+    finished_at = bindparam("finished_at", type_=_CASES.c.finished_at.type)
+    return (
+        update(_CASES)
+        .where(*where)
+        .values(
+            session=bindparam("new_session", type_=_CASES.c.session.type),
+            state=bindparam("new_state"),
+            updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
+            finished_at=func.coalesce(_CASES.c.finished_at, finished_at),
+            version=_CASES.c.version + 1,
+        )
+        .returning(*(c for c in _CASES.c if c.name != "session"))
+    )
+
+
+_STORE_ANSWER = _store_answer(compare_version=True)
+_STORE_ANY_ANSWER = _store_answer(compare_version=False)
+_CASE_OWNER = select(_CASES.c.id).where(
+    _CASES.c.id == bindparam("case_id"), _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY
+)
 
 
 def _case_record_from_row(row: Any) -> CaseRecord:
@@ -396,6 +448,11 @@ class SqlRepository:
         self._write = sessionmaker(bind=self._engines.write, expire_on_commit=False)
         self._lookup: LookupKey | None = None
         self._lookup_lock = threading.Lock()
+        # SQLite takes one writer at a time; a second one waits in SQLite's busy handler,
+        # which sleeps in steps of up to 100 ms. Writers of this process queue here instead
+        # and are woken the moment the lock is free.
+        # (reentrant, so a nested write fails in SQLite as before instead of hanging here)
+        self._write_turn: threading.RLock | None = threading.RLock() if self._dialect == "sqlite" else None
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -453,7 +510,7 @@ class SqlRepository:
     def _tx(self, *, write: bool) -> Iterator[Session]:
         self._check_cipher()
         factory = self._write if write else self._read
-        with factory() as session, session.begin():
+        with self._turn(write), factory() as session, session.begin():
             yield session
 
     @contextmanager
@@ -461,8 +518,24 @@ class SqlRepository:
         """A transaction on a bare connection, for the per-update hot path (Core
         statements only: no ORM session to set up and tear down)."""
         self._check_cipher()
-        with (self._engines.write if write else self._engines.read).begin() as conn:
+        with self._turn(write), (self._engines.write if write else self._engines.read).begin() as conn:
             yield conn
+
+    @contextmanager
+    def _single_read(self) -> Iterator[Connection]:
+        """A connection for one read statement. On PostgreSQL it runs in autocommit: one
+        statement is consistent on its own, and BEGIN and COMMIT would be two more round
+        trips per update."""
+        self._check_cipher()
+        if self._dialect == "postgresql":
+            with self._engines.read.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            with self._engines.read.begin() as conn:
+                yield conn
+
+    def _turn(self, write: bool) -> Any:
+        return self._write_turn if write and self._write_turn is not None else nullcontext()
 
     def _check_cipher(self) -> None:
         installed = current_cipher()
@@ -590,12 +663,13 @@ class SqlRepository:
         user_key = self.user_key(user_id)
         # Core, not the ORM: this runs for every update, and the identity map and unit of
         # work cost more than the queries themselves (bench/inprocess.py).
-        with self._core_tx(write=False) as db:
-            processed = update_id is not None and (
-                db.execute(_PROCESSED_BY_ID, {"update_id": int(update_id)}).first() is not None
-            )
-            row = db.execute(_CURRENT_CASE_BY_USER_KEY, {"user_key": user_key}).first()
-            return Snapshot(processed, _case_record_from_row(row) if row is not None else None)
+        with self._single_read() as db:
+            row = db.execute(_SNAPSHOT, {"update_id": update_id, "user_key": user_key}).one()
+        processed = update_id is not None and bool(row.processed)
+        if row.id is None:
+            return Snapshot(processed, None)
+        citizen = CitizenRecord(row.citizen_id, int(row.citizen_chat_id), row.citizen_lang)
+        return Snapshot(processed, _case_record_from_row(row), citizen)
 
     def mark_processed(self, update_id: int, now: datetime) -> bool:
         """Record an update as applied without storing anything else (a /slett with nothing
@@ -621,7 +695,8 @@ class SqlRepository:
         now: datetime,
         case_id: int | None = None,
         finished: bool = False,
-        expected_session: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+        stored_citizen: CitizenRecord | None = None,
     ) -> CaseRecord | None:
         """Record one handled Telegram update in a single transaction.
 
@@ -631,10 +706,13 @@ class SqlRepository:
         stores the new session and state on the citizen's case ``case_id``.
 
         Optimistic concurrency, so several bot instances apply one chat's updates as if in
-        order: the case row is locked and its stored session must still be
-        ``expected_session`` (the one the caller decided from); for a new case, the citizen
-        must have no open case yet. Otherwise :class:`StaleSession` is raised, nothing is
-        applied, and the caller decides again from what is stored now.
+        order: the case must still be at ``expected_version`` (the version of the session the
+        caller decided from); for a new case, the citizen must have no open case yet.
+        Otherwise :class:`StaleSession` is raised, nothing is applied, and the caller decides
+        again from what is stored now.
+
+        ``stored_citizen`` is the citizen as the caller read it (``Snapshot.citizen``): its
+        chat id and language are then written only if they differ, without reading them again.
         """
         now = _utc(now)
         user_key = self.user_key(user_id)
@@ -644,7 +722,7 @@ class SqlRepository:
                     self._mark_new(conn, update_id, now)
                     return self._update_case(
                         conn, case_id, user_key, chat_id, lang, session, state, now, finished,
-                        expected_session,
+                        expected_version, stored_citizen,
                     )  # fmt: skip
             with self._tx(write=True) as db:
                 self._mark_new(db, update_id, now)
@@ -671,9 +749,10 @@ class SqlRepository:
 
     def _mark_new(self, db: Session | Connection, update_id: int | None, now: datetime) -> None:
         """Record ``update_id`` as applied in this transaction; _AlreadyProcessed if it was."""
-        if update_id is not None and not self._insert_ignore(
-            db, ProcessedUpdate, {"update_id": int(update_id), "processed_at": now}
-        ):
+        if update_id is None:
+            return
+        statement = _MARK_PROCESSED[self._dialect]
+        if db.execute(statement, {"update_id": int(update_id), "processed_at": now}).rowcount != 1:
             raise _AlreadyProcessed
 
     def _update_case(
@@ -687,29 +766,44 @@ class SqlRepository:
         state: str,
         now: datetime,
         finished: bool,
-        expected_session: dict[str, Any] | None,
+        expected_version: int | None,
+        stored_citizen: CitizenRecord | None,
     ) -> CaseRecord:
-        """The hot path of ``apply_update`` (an answer to a case that exists), in Core."""
-        citizen = db.execute(_CITIZEN_BY_USER_KEY, {"user_key": user_key}).first()
-        row = db.execute(_CASE_FOR_UPDATE, {"case_id": case_id}).first()
-        if citizen is None or row is None or row.citizen_id != citizen.id:
-            raise CaseNotFound(f"case {case_id} not found for this citizen")
+        """The hot path of ``apply_update`` (an answer to a case that exists), in Core: one
+        compare-and-set UPDATE, no read of the session and no decryption of it."""
+        statement = _STORE_ANY_ANSWER if expected_version is None else _STORE_ANSWER
+        row = db.execute(
+            statement,
+            {
+                "case_id": case_id,
+                "user_key": user_key,
+                "expected_version": expected_version,
+                "new_session": new_session,
+                "new_state": state,
+                "now": now,
+                "finished_at": now if finished else None,
+            },
+        ).first()
+        if row is None:
+            if db.execute(_CASE_OWNER, {"case_id": case_id, "user_key": user_key}).first() is None:
+                raise CaseNotFound(f"case {case_id} not found for this citizen")
+            raise StaleSession("the case changed since it was read")
+        if stored_citizen is None:
+            stored = db.execute(_CITIZEN_BY_USER_KEY, {"user_key": user_key}).one()
+            stored_citizen = CitizenRecord(stored.id, int(stored.chat_id), stored.lang)
         changed = {
             name: value
-            for name, value in (("chat_id", str(int(chat_id))), ("lang", lang))
-            if getattr(citizen, name) != value
+            for name, value in (("chat_id", int(chat_id)), ("lang", lang))
+            if getattr(stored_citizen, name) != value
         }
         if changed:  # only what changed: an unchanged identifier is not re-encrypted
-            db.execute(update(_CITIZENS).where(_CITIZENS.c.id == citizen.id).values(**changed))
-        if expected_session is not None and row.session != expected_session:
-            raise StaleSession("the session changed since it was read")
-        values: dict[str, Any] = {"session": new_session, "state": state, "updated_at": now}
-        if finished and row.finished_at is None:
-            values["finished_at"] = now
-        db.execute(update(_CASES).where(_CASES.c.id == case_id).values(**values))
-        record = _case_record_from_row(row)
+            if "chat_id" in changed:
+                changed["chat_id"] = str(changed["chat_id"])
+            db.execute(update(_CITIZENS).where(_CITIZENS.c.id == row.citizen_id).values(**changed))
+        values = dict(row._mapping)
         values["session"] = _stored_json(new_session)  # what was stored, not the caller's dict
-        return replace(record, **values)
+        values["reasons"] = list(values["reasons"] or [])
+        return CaseRecord(**values)
 
     def _open_case_id(self, db: Session, citizen_id: int) -> int | None:
         return db.scalars(

@@ -131,6 +131,9 @@ class Case(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=64)
     escalated_at: datetime | None = _when(nullable=True)
     finished_at: datetime | None = _when(nullable=True)
+    # raised with every stored answer: the compare-and-set that keeps one chat's updates in
+    # order across bot instances (SqlRepository.apply_update)
+    version: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class ProcessedUpdate(SQLModel, table=True):

@@ -73,3 +73,12 @@ def table_names(database_url: str) -> set[str]:
             return set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
+
+
+def column_names(database_url: str, table: str) -> set[str]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return {column["name"] for column in inspect(conn).get_columns(table)}
+    finally:
+        engine.dispose()

@@ -121,6 +121,32 @@ def test_apply_update_updates_the_case(repo):
     assert again.finished_at == later(5)
 
 
+def test_an_answer_decided_from_an_older_version_is_refused(repo):
+    """Compare-and-set across bot instances: each stored answer raises the case's version,
+    and an answer decided from an earlier version is refused without storing anything."""
+    case = new_case(repo, 1, session={"n": 1})
+    seen = repo.snapshot(USER_ID, 2)
+    assert seen.case.version == case.version == 0
+    assert seen.citizen is not None and (seen.citizen.chat_id, seen.citizen.lang) == (USER_ID, "nb")
+    first = new_case(repo, 2, session={"n": 2}, case_id=case.id, expected_version=seen.case.version)
+    assert first.version == 1
+    with pytest.raises(StaleSession):  # a second instance decided from the same view
+        new_case(repo, 3, session={"n": 3}, case_id=case.id, expected_version=seen.case.version)
+    assert repo.case(case.id).session == {"n": 2} and not repo.was_processed(3)
+    again = new_case(repo, 3, session={"n": 3}, case_id=case.id, expected_version=first.version)
+    assert again.version == 2 and repo.case(case.id).session == {"n": 3}
+
+
+def test_a_changed_chat_id_or_language_is_stored_with_the_answer(repo):
+    case = new_case(repo, 1)
+    seen = repo.snapshot(USER_ID, 2)
+    new_case(repo, 2, case_id=case.id, chat_id=USER_ID + 5, lang="en", stored_citizen=seen.citizen)
+    citizen = repo.find_citizen(USER_ID)
+    assert (citizen.chat_id, citizen.lang) == (USER_ID + 5, "en")
+    seen = repo.snapshot(USER_ID, 3)
+    assert (seen.citizen.chat_id, seen.citizen.lang) == (USER_ID + 5, "en")
+
+
 def test_apply_update_refuses_another_citizens_case(repo):
     theirs = new_case(repo, 1, user_id=OTHER_USER)
     with pytest.raises(CaseNotFound):
