@@ -139,6 +139,11 @@ def render_card(case: CaseView, now: datetime, script: Script | None = None) -> 
     return "\n".join(lines)
 
 
+def duplicate_card_text(label: str) -> str:
+    """A card posted twice by two bot instances at once: the copy that gave way."""
+    return f"(Dublett: bruk det andre kortet for sak {label}; det holdes oppdatert.)"
+
+
 def card_buttons(case: CaseView) -> tuple[tuple[Option, ...], ...]:
     if case.claimed_by_name or case.closed_at is not None:
         return ()

@@ -12,7 +12,7 @@ from typing import Any
 
 from flows.model import Priority
 from flows.questionnaire import Script, load_script
-from handoff.cards import CaseView, card_buttons, render_card
+from handoff.cards import CaseView, card_buttons, duplicate_card_text, render_card
 from handoff.ports import CaseStore, Messenger
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,23 @@ class HandoffService:
             except Exception as error:  # noqa: BLE001 - a card that cannot be edited is posted anew
                 log.warning("card could not be edited (%s); posting it again", type(error).__name__)
         message_id = await self._post(text, buttons, urgent=Priority(record.priority).hands_over_at_once)
-        await self._db(self.store.set_card, record.id, message_id)
+        if not await self._db(self.store.set_card, record.id, message_id, replacing=record.card_message_id):
+            await self._give_way(record, message_id)
+
+    async def _give_way(self, record: Any, message_id: int) -> None:
+        """Another bot instance posted this case's card while we posted ours (two updates of
+        one citizen on two instances). One card stays live: theirs, brought up to date from
+        what is stored now; ours becomes a pointer to it, without buttons, so nobody works
+        from a stale copy."""
+        assert self.therapist_chat_id is not None  # we just posted there
+        try:
+            text = duplicate_card_text(record.label)
+            await self.messenger.edit(self.therapist_chat_id, message_id, text, ())
+        except Exception as error:  # noqa: BLE001 - the live card below matters more
+            log.warning("duplicate card could not be marked (%s)", type(error).__name__)
+        current = await self._db(self.store.case, record.id)
+        if current is not None:
+            await self.refresh_card(current)
 
     async def alert_unrecorded_risk(self) -> None:
         """A citizen wrote something that looks like risk, but the case could not be stored

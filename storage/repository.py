@@ -891,14 +891,23 @@ class SqlRepository:
             db.refresh(case)
             return _case_record(case)
 
-    def set_card(self, case_id: int, message_id: int | None) -> None:
-        """Remember the message id of the case card in the therapists' chat."""
+    def set_card(self, case_id: int, message_id: int | None, *, replacing: int | None = None) -> bool:
+        """Remember the message id of the case card in the therapists' chat, if the stored
+        card is still ``replacing`` (None: the case had no card). False if another card was
+        stored meanwhile (another bot instance posted one): then nothing changes."""
+        stored = col(Case.card_message_id)
         with self._tx(write=True) as db:
             changed = self._conditional_update(
-                db, update(Case).where(Case.id == case_id).values(card_message_id=message_id)
+                db,
+                update(Case)
+                .where(Case.id == case_id, stored.is_not_distinct_from(replacing))
+                .values(card_message_id=message_id),
             )
-            if changed != 1:
+            if changed == 1:
+                return True
+            if db.get(Case, case_id) is None:
                 raise CaseNotFound(f"case {case_id} not found")
+            return False
 
     def mark_escalated(self, case_id: int, now: datetime) -> bool:
         """Set ``escalated_at`` once (compare-and-set); True for the caller that did."""

@@ -362,7 +362,12 @@ def test_claim_release_close(repo):
     case = new_case(repo)
     assert not repo.claim(case.id, 11, NOW)  # still screening
     repo.set_routing(case.id, 2, ["routine"], NOW)
-    repo.set_card(case.id, 555)
+    assert repo.set_card(case.id, 555)
+    assert repo.case(case.id).card_message_id == 555
+    # a card is replaced only by whoever knows the one stored (another instance posted first)
+    assert not repo.set_card(case.id, 556)
+    assert not repo.set_card(case.id, 556, replacing=554)
+    assert repo.set_card(case.id, 555, replacing=555)  # the same card again: stored
     assert repo.case(case.id).card_message_id == 555
 
     assert repo.claim(case.id, 11, later(1))

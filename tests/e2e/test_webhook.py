@@ -170,7 +170,12 @@ async def test_escalation_timer_fires_once_across_two_processes(webhook_bots, st
         await standin.wait_for(lambda s, b=before: len(s.messages_to(citizen)) > b, timeout=10)
     await standin.wait_for_message(citizen, contains="lengre tid", timeout=15)
     await asyncio.sleep(2)  # both processes have checked several times since
-    card, *others = standin.messages_to(THERAPIST_CHAT)
-    assert card.content.startswith("⏰ FORSINKET")  # the card itself is marked overdue
-    assert len([m for m in others if "FORSINKET" in m.content]) == 1  # and re-alerted once
+    in_group = standin.messages_to(THERAPIST_CHAT)
+    realerts = [m for m in in_group if "har ventet" in m.content]
+    # Two processes may each post the card (the answers came in quick succession); the one
+    # that stored it second turns its copy into a pointer. One live card remains.
+    cards = [m for m in in_group if m not in realerts and "Dublett" not in m.content]
+    assert len(cards) == 1 and len(in_group) - len(realerts) <= 2
+    assert cards[0].content.startswith("⏰ FORSINKET")  # the card itself is marked overdue
+    assert len(realerts) == 1  # and re-alerted once
     assert sum("lengre tid" in m.content for m in standin.messages_to(citizen)) == 1

@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
 from flows.model import Button, Command, Option, Text
+from handoff.service import HandoffService
 
 THERAPISTS = -500
 
@@ -163,3 +164,30 @@ async def test_crisis_command_needs_no_database(services, messenger, monkeypatch
     await services.citizens.handle(Incoming(17, 17), Command("crisis"))
     [reply] = messenger.to(17)
     assert reply.startswith("Trenger du hjelp nå?") and "22 40 00 40" in reply
+
+
+async def test_two_instances_posting_one_cases_card_leave_one_live_card(services, repo, messenger):
+    """Two updates of one citizen on two bot instances can each find the case without a card
+    and post one. The second to store its card gives way: its copy points to the live card
+    (no claim button), and the live card is brought up to date from what is stored."""
+    citizens = services.citizens
+    who = Incoming(user_id=31, chat_id=31)
+    await start(citizens, who)
+    case = repo.current_case(repo.find_citizen(31).id)
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    before_any_card = repo.set_routing(case.id, 3, ["suicidal_ideation"], now)
+    assert before_any_card.card_message_id is None
+    other_instance = HandoffService(
+        repo, messenger, therapist_chat_id=THERAPISTS, clock=services.handoff.clock, retry_delays=(0, 0)
+    )
+
+    await services.handoff.refresh_card(before_any_card)  # this instance stores its card first
+    live = repo.case(case.id).card_message_id
+    await other_instance.refresh_card(before_any_card)  # decided from the same view: gives way
+
+    assert repo.case(case.id).card_message_id == live
+    cards = [text for text in messenger.to(THERAPISTS) if case.label in text]
+    assert len(cards) == 2  # both were posted before either knew of the other
+    duplicate = next(text for chat, _, text in messenger.edits if chat == THERAPISTS and "Dublett" in text)
+    assert case.label in duplicate
+    assert [message_id for chat, message_id, text in messenger.edits if "Dublett" not in text] == [live]
