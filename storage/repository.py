@@ -21,7 +21,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -341,6 +341,7 @@ _PROCESSED_FLAG = select(
 _SNAPSHOT = select(_PROCESSED_FLAG.c.processed, _CURRENT_CASE).select_from(
     _PROCESSED_FLAG.outerjoin(_CURRENT_CASE, true())
 )
+_CASE_FOR_UPDATE = select(_CASES).where(_CASES.c.id == bindparam("case_id")).with_for_update()
 _CITIZEN_BY_USER_KEY = select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang).where(
     _CITIZENS.c.user_key == bindparam("user_key")
 )
@@ -871,25 +872,23 @@ class SqlRepository:
         if not 0 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be 0..{MAX_PRIORITY}, not {priority}")
         now = _utc(now)
-        with self._tx(write=True) as db:
-            case = db.get(Case, case_id, with_for_update=True)
+        # Core, not the ORM: once a case is handed over, every answer refreshes its card
+        with self._core_tx(write=True) as db:
+            case = db.execute(_CASE_FOR_UPDATE, {"case_id": case_id}).first()
             if case is None:
                 raise CaseNotFound(f"case {case_id} not found")
-            if priority > case.priority:
-                case.priority = priority
+            values: dict[str, Any] = {"updated_at": now, "priority": max(priority, case.priority)}
             old = list(case.reasons or [])
             merged = old + [r for r in dict.fromkeys(reasons) if r not in old]
             if merged != old or case.reasons is None:
-                case.reasons = merged
-            if case.priority >= HANDOFF_PRIORITY:
-                if case.handed_over_at is None:
-                    case.handed_over_at = now
+                values["reasons"] = merged  # re-encrypted only when it changes
+            if values["priority"] >= HANDOFF_PRIORITY:
+                values["handed_over_at"] = case.handed_over_at or now
                 if case.status == STATUS_SCREENING:
-                    case.status = STATUS_OPEN
-            case.updated_at = now
-            db.flush()
-            db.refresh(case)
-            return _case_record(case)
+                    values["status"] = STATUS_OPEN
+            db.execute(update(_CASES).where(_CASES.c.id == case_id).values(**values))
+            record = _case_record_from_row(case)
+            return replace(record, **{**values, "reasons": merged})
 
     def set_card(self, case_id: int, message_id: int | None, *, replacing: int | None = None) -> bool:
         """Remember the message id of the case card in the therapists' chat, if the stored
