@@ -5,8 +5,8 @@
 
 Logistic regression over word and character n-grams (``risk_model.features``), trained with
 AdaGrad and L2 in plain Python: deterministic (fixed seed and order), no numpy. Trained on
-every split except the held-out one (``--split tuned``); ``blind5`` is never read here. The
-threshold is chosen by 5-fold cross-validation so that the model alone leaves at least
+every split except the held-out ones (``--split tuned``); ``blind5`` and ``blind6`` are never
+read here. The threshold is chosen by 5-fold cross-validation so that the model alone leaves at least
 ``--specificity`` of the non-risk messages alone out of fold: the model should add alerts a
 phrase list cannot find, not drown the therapists in false ones.
 """
