@@ -20,10 +20,12 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["Engines", "create_engines", "normalise_url", "safe_url", "sqlite_file"]
+__all__ = ["SQLITE_BUSY_TIMEOUT", "Engines", "create_engines", "normalise_url", "safe_url", "sqlite_file"]
 
 #: seconds to wait for a PostgreSQL connection (``connect_timeout`` in the URL overrides it)
 CONNECT_TIMEOUT = 10
+#: seconds a SQLite writer waits for the write lock before it gives up with an error
+SQLITE_BUSY_TIMEOUT = 30
 
 
 def normalise_url(database_url: str | URL) -> URL:
@@ -127,7 +129,7 @@ def create_engines(database_url: str | URL, *, echo: bool = False) -> Engines:
             url,
             echo=echo,
             hide_parameters=True,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT},
             **({"poolclass": StaticPool} if in_memory else {}),
         )
         event.listen(engine, "connect", _sqlite_on_connect)

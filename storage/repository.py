@@ -20,7 +20,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,7 +51,7 @@ from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
-from .engine import create_engines
+from .engine import SQLITE_BUSY_TIMEOUT, create_engines
 from .migrate import SchemaOutdated, SchemaStatus
 from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage, StorageMeta
 
@@ -535,8 +535,20 @@ class SqlRepository:
             with self._engines.read.begin() as conn:
                 yield conn
 
-    def _turn(self, write: bool) -> Any:
-        return self._write_turn if write and self._write_turn is not None else nullcontext()
+    @contextmanager
+    def _turn(self, write: bool) -> Iterator[None]:
+        """On SQLite, a write waits its turn here; like SQLite's own busy timeout, it gives up
+        with an error after ``SQLITE_BUSY_TIMEOUT`` (the caller then answers fail-safe)."""
+        turn = self._write_turn if write else None
+        if turn is None:
+            yield
+            return
+        if not turn.acquire(timeout=SQLITE_BUSY_TIMEOUT):
+            raise TimeoutError(f"the SQLite write lock was not free within {SQLITE_BUSY_TIMEOUT} s")
+        try:
+            yield
+        finally:
+            turn.release()
 
     def _check_cipher(self) -> None:
         installed = current_cipher()

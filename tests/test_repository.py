@@ -18,6 +18,7 @@ from storage import (
     StaleSession,
     set_cipher,
 )
+from storage import repository as repository_module
 from tests.ops_support import count
 
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
@@ -145,6 +146,31 @@ def test_a_changed_chat_id_or_language_is_stored_with_the_answer(repo):
     assert (citizen.chat_id, citizen.lang) == (USER_ID + 5, "en")
     seen = repo.snapshot(USER_ID, 3)
     assert (seen.citizen.chat_id, seen.citizen.lang) == (USER_ID + 5, "en")
+
+
+def test_a_sqlite_writer_gives_up_when_the_write_lock_stays_taken(repo, monkeypatch):
+    """Writers of one process queue on a lock instead of SQLite's busy handler; like that
+    handler, the wait ends with an error (answered fail-safe by the caller), not never."""
+    if repo.dialect != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL writers wait on row locks")
+    monkeypatch.setattr(repository_module, "SQLITE_BUSY_TIMEOUT", 0.1)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with repo._turn(write=True):
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        assert held.wait(5)
+        with pytest.raises(TimeoutError):
+            new_case(repo, 1)
+    finally:
+        release.set()
+        holder.join()
+    assert new_case(repo, 1) is not None  # free again
 
 
 def test_apply_update_refuses_another_citizens_case(repo):
