@@ -804,14 +804,12 @@ class SqlRepository:
         if stored_citizen is None:
             stored = db.execute(_CITIZEN_BY_USER_KEY, {"user_key": user_key}).one()
             stored_citizen = CitizenRecord(stored.id, int(stored.chat_id), stored.lang)
-        changed = {
-            name: value
-            for name, value in (("chat_id", int(chat_id)), ("lang", lang))
-            if getattr(stored_citizen, name) != value
-        }
-        if changed:  # only what changed: an unchanged identifier is not re-encrypted
-            if "chat_id" in changed:
-                changed["chat_id"] = str(changed["chat_id"])
+        changed: dict[str, str] = {}  # only what changed: an unchanged identifier is not re-encrypted
+        if stored_citizen.chat_id != int(chat_id):
+            changed["chat_id"] = str(int(chat_id))
+        if stored_citizen.lang != lang:
+            changed["lang"] = lang
+        if changed:
             db.execute(update(_CITIZENS).where(_CITIZENS.c.id == row.citizen_id).values(**changed))
         values = dict(row._mapping)
         values["session"] = _stored_json(new_session)  # what was stored, not the caller's dict
