@@ -92,13 +92,11 @@ def run(args: argparse.Namespace) -> int:
 
     from bot import database
     from bot.app import create_app
-    from flows.risk_text import warm_up
     from storage import Cipher, SqlRepository
 
     repo = SqlRepository(settings.database_url, Cipher(settings.triage_encryption_keys))
     ready = database.prepare(repo)
-    warm_up()  # compile the risk phrases now, not on the first citizen's message
-    app, _ = create_app(
+    app, _ = create_app(  # builds the services, which compiles the risk phrases
         settings,
         repo,
         escalation_interval=settings.escalation_check_seconds,

@@ -11,6 +11,7 @@ from typing import Any
 from bot.citizens import CitizenService
 from bot.config import Settings
 from flows.conversation import ScreeningFlow
+from flows.risk_text import warm_up
 from handoff.desk import TherapistDesk
 from handoff.escalation import Escalator
 from handoff.ports import Messenger
@@ -34,6 +35,10 @@ def build_services(
     flow: ScreeningFlow | None = None,
     retry_delays: tuple[float, ...] | None = None,
 ) -> Services:
+    # Compiling the risk phrases takes a second or more: do it here, at start-up, for every
+    # entry point, not on the event loop when the first citizen types (which would hold up
+    # every other chat meanwhile).
+    warm_up()
     extra = {} if retry_delays is None else {"retry_delays": retry_delays}
     handoff = HandoffService(
         store,
