@@ -671,8 +671,8 @@ class SqlRepository:
         ).first()
 
     def snapshot(self, user_id: int, update_id: int | None) -> Snapshot:
-        """What handling one update needs to read, in one short transaction: whether the
-        update was applied already, and the citizen's current case."""
+        """What handling one update needs to read, in one statement: whether the update was
+        applied already, the citizen's current case, and the citizen as stored."""
         user_key = self.user_key(user_id)
         # Core, not the ORM: this runs for every update, and the identity map and unit of
         # work cost more than the queries themselves (bench/inprocess.py).
