@@ -19,7 +19,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,6 +53,7 @@ from . import migrate as migrations
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines
 from .migrate import SchemaOutdated, SchemaStatus
+from .prepared import Prepared, raw_transaction
 from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage, StorageMeta
 
 __all__ = [
@@ -382,11 +383,42 @@ _STORE_ANY_ANSWER = _store_answer(compare_version=False)
 _CASE_OWNER = select(_CASES.c.id).where(
     _CASES.c.id == bindparam("case_id"), _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY
 )
+_NEW_CITIZEN_VALUES = {
+    "chat_id": bindparam("new_chat_id", type_=_CITIZENS.c.chat_id.type),
+    "lang": bindparam("new_lang"),
+}
+# the citizen's chat id and/or language, whichever changed (an unchanged identifier is not
+# re-encrypted), keyed by the names of the changed columns
+_UPDATE_CITIZEN = {
+    names: update(_CITIZENS)
+    .where(_CITIZENS.c.id == bindparam("citizen_id"))
+    .values({name: _NEW_CITIZEN_VALUES[name] for name in names})
+    for names in (("chat_id",), ("lang",), ("chat_id", "lang"))
+}
 
 
-def _case_record_from_row(row: Any) -> CaseRecord:
-    """A case read with Core (no ORM identity map): the hot path's read of one row."""
-    values = dict(row._mapping)
+class _HotPath:
+    """The statements every update runs, compiled once for the repository's dialect and run
+    on the driver's cursor (:mod:`storage.prepared`)."""
+
+    __slots__ = (
+        "case_owner", "citizen_by_user_key", "mark_processed", "snapshot",
+        "store_answer", "store_any_answer", "update_citizen",
+    )  # fmt: skip
+
+    def __init__(self, dialect: Any) -> None:
+        self.snapshot = Prepared(_SNAPSHOT, dialect)
+        self.mark_processed = Prepared(_MARK_PROCESSED[dialect.name], dialect)
+        self.store_answer = Prepared(_STORE_ANSWER, dialect)
+        self.store_any_answer = Prepared(_STORE_ANY_ANSWER, dialect)
+        self.case_owner = Prepared(_CASE_OWNER, dialect)
+        self.citizen_by_user_key = Prepared(_CITIZEN_BY_USER_KEY, dialect)
+        self.update_citizen = {names: Prepared(stmt, dialect) for names, stmt in _UPDATE_CITIZEN.items()}
+
+
+def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
+    """A case read with Core or a prepared statement (no ORM identity map)."""
+    values = dict(row)
     values["session"] = dict(values["session"] or {})
     values["reasons"] = list(values["reasons"] or [])
     return CaseRecord(**{name: values[name] for name in CaseRecord.__slots__})  # type: ignore[attr-defined]
@@ -445,6 +477,7 @@ class SqlRepository:
         self._engines = create_engines(database_url, echo=echo)
         self._engine: Engine = self._engines.read
         self._dialect = self._engines.dialect
+        self._hot = _HotPath(self._engine.dialect)
         self._read = sessionmaker(bind=self._engines.read, expire_on_commit=False)
         self._write = sessionmaker(bind=self._engines.write, expire_on_commit=False)
         self._lookup: LookupKey | None = None
@@ -523,17 +556,13 @@ class SqlRepository:
             yield conn
 
     @contextmanager
-    def _single_read(self) -> Iterator[Connection]:
-        """A connection for one read statement. On PostgreSQL it runs in autocommit: one
-        statement is consistent on its own, and BEGIN and COMMIT would be two more round
-        trips per update."""
+    def _raw_tx(self, *, write: bool) -> Iterator[Any]:
+        """A driver cursor in a transaction, for the hot path's prepared statements. A read
+        is one statement, consistent on its own: on PostgreSQL it runs in autocommit, since
+        BEGIN and COMMIT would be two more round trips per update."""
         self._check_cipher()
-        if self._dialect == "postgresql":
-            with self._engines.read.connect() as conn:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            with self._engines.read.begin() as conn:
-                yield conn
+        with self._turn(write), raw_transaction(self._engine, write=write, autocommit=not write) as cursor:
+            yield cursor
 
     @contextmanager
     def _turn(self, write: bool) -> Iterator[None]:
@@ -676,12 +705,12 @@ class SqlRepository:
         user_key = self.user_key(user_id)
         # Core, not the ORM: this runs for every update, and the identity map and unit of
         # work cost more than the queries themselves (bench/inprocess.py).
-        with self._single_read() as db:
-            row = db.execute(_SNAPSHOT, {"update_id": update_id, "user_key": user_key}).one()
-        processed = update_id is not None and bool(row.processed)
-        if row.id is None:
+        with self._raw_tx(write=False) as cursor:
+            (row,) = self._hot.snapshot.rows(cursor, update_id=update_id, user_key=user_key)
+        processed = update_id is not None and bool(row["processed"])
+        if row["id"] is None:
             return Snapshot(processed, None)
-        citizen = CitizenRecord(row.citizen_id, int(row.citizen_chat_id), row.citizen_lang)
+        citizen = CitizenRecord(row["citizen_id"], int(row["citizen_chat_id"]), row["citizen_lang"])
         return Snapshot(processed, _case_record_from_row(row), citizen)
 
     def mark_processed(self, update_id: int, now: datetime) -> bool:
@@ -730,11 +759,12 @@ class SqlRepository:
         now = _utc(now)
         user_key = self.user_key(user_id)
         try:
-            if case_id is not None:  # the hot path: an answer to an existing case, in Core
-                with self._core_tx(write=True) as conn:
-                    self._mark_new(conn, update_id, now)
+            if case_id is not None:  # the hot path: an answer to an existing case
+                with self._raw_tx(write=True) as cursor:
+                    if update_id is not None:
+                        self._mark_new_on(cursor, update_id, now)
                     return self._update_case(
-                        conn, case_id, user_key, chat_id, lang, session, state, now, finished,
+                        cursor, case_id, user_key, chat_id, lang, session, state, now, finished,
                         expected_version, stored_citizen,
                     )  # fmt: skip
             with self._tx(write=True) as db:
@@ -768,9 +798,14 @@ class SqlRepository:
         if db.execute(statement, {"update_id": int(update_id), "processed_at": now}).rowcount != 1:
             raise _AlreadyProcessed
 
+    def _mark_new_on(self, cursor: Any, update_id: int, now: datetime) -> None:
+        """``_mark_new`` on the hot path's driver cursor."""
+        if self._hot.mark_processed.count(cursor, update_id=int(update_id), processed_at=now) != 1:
+            raise _AlreadyProcessed
+
     def _update_case(
         self,
-        db: Connection,
+        cursor: Any,
         case_id: int,
         user_key: str,
         chat_id: int,
@@ -782,36 +817,34 @@ class SqlRepository:
         expected_version: int | None,
         stored_citizen: CitizenRecord | None,
     ) -> CaseRecord:
-        """The hot path of ``apply_update`` (an answer to a case that exists), in Core: one
+        """The hot path of ``apply_update`` (an answer to a case that exists): one
         compare-and-set UPDATE, no read of the session and no decryption of it."""
-        statement = _STORE_ANY_ANSWER if expected_version is None else _STORE_ANSWER
-        row = db.execute(
-            statement,
-            {
-                "case_id": case_id,
-                "user_key": user_key,
-                "expected_version": expected_version,
-                "new_session": new_session,
-                "new_state": state,
-                "now": now,
-                "finished_at": now if finished else None,
-            },
-        ).first()
-        if row is None:
-            if db.execute(_CASE_OWNER, {"case_id": case_id, "user_key": user_key}).first() is None:
+        hot = self._hot
+        store = hot.store_any_answer if expected_version is None else hot.store_answer
+        rows = store.rows(
+            cursor,
+            case_id=case_id,
+            user_key=user_key,
+            expected_version=expected_version,
+            new_session=new_session,
+            new_state=state,
+            now=now,
+            finished_at=now if finished else None,
+        )
+        if not rows:
+            if not hot.case_owner.rows(cursor, case_id=case_id, user_key=user_key):
                 raise CaseNotFound(f"case {case_id} not found for this citizen")
             raise StaleSession("the case changed since it was read")
+        values = rows[0]
         if stored_citizen is None:
-            stored = db.execute(_CITIZEN_BY_USER_KEY, {"user_key": user_key}).one()
-            stored_citizen = CitizenRecord(stored.id, int(stored.chat_id), stored.lang)
-        changed: dict[str, str] = {}  # only what changed: an unchanged identifier is not re-encrypted
-        if stored_citizen.chat_id != int(chat_id):
-            changed["chat_id"] = str(int(chat_id))
-        if stored_citizen.lang != lang:
-            changed["lang"] = lang
-        if changed:
-            db.execute(update(_CITIZENS).where(_CITIZENS.c.id == row.citizen_id).values(**changed))
-        values = dict(row._mapping)
+            (stored,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
+            stored_citizen = CitizenRecord(stored["id"], int(stored["chat_id"]), stored["lang"])
+        differs = {"chat_id": stored_citizen.chat_id != int(chat_id), "lang": stored_citizen.lang != lang}
+        changed = tuple(name for name, changes in differs.items() if changes)
+        if changed:  # only what changed: an unchanged identifier is not re-encrypted
+            hot.update_citizen[changed].count(
+                cursor, citizen_id=values["citizen_id"], new_chat_id=str(int(chat_id)), new_lang=lang
+            )
         values["session"] = _stored_json(new_session)  # what was stored, not the caller's dict
         values["reasons"] = list(values["reasons"] or [])
         return CaseRecord(**values)
@@ -897,7 +930,7 @@ class SqlRepository:
                 if case.status == STATUS_SCREENING:
                     values["status"] = STATUS_OPEN
             db.execute(update(_CASES).where(_CASES.c.id == case_id).values(**values))
-            record = _case_record_from_row(case)
+            record = _case_record_from_row(case._mapping)
             return replace(record, **{**values, "reasons": merged})
 
     def set_card(self, case_id: int, message_id: int | None, *, replacing: int | None = None) -> bool:
