@@ -3,12 +3,14 @@
 Every update costs at least one outgoing Bot API call (the reply; a button press also its
 callback answer), and in the benchmark's profile httpx was the largest single cost of the bot
 process. aiohttp's C-accelerated HTTP parser and simpler connection pool do the same work for
-less CPU. PTB supports this through ``BaseRequest``; errors are mapped to PTB's own
-(``TimedOut``, ``NetworkError``), so retries and the fail-safe paths behave as with httpx.
+less CPU. Requests without files go as JSON bodies. PTB supports this through ``BaseRequest``;
+errors are mapped to PTB's own (``TimedOut``, ``NetworkError``), so retries and the fail-safe
+paths behave as with httpx.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -17,6 +19,8 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 __all__ = ["AiohttpRequest"]
+
+_JSON = {"Content-Type": "application/json"}
 
 
 class AiohttpRequest(BaseRequest):
@@ -72,6 +76,7 @@ class AiohttpRequest(BaseRequest):
         # (PTB's write timeout only matters for large uploads, which this bot does not make)
         timeout = aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
         body: Any = None
+        headers: dict[str, str] | None = None
         if request_data is not None:
             if request_data.multipart_data:
                 form = aiohttp.FormData()
@@ -81,9 +86,13 @@ class AiohttpRequest(BaseRequest):
                     form.add_field(name, content, filename=filename, content_type=mimetype)
                 body = form
             else:
-                body = request_data.json_parameters
+                # JSON, which the Bot API accepts for every request without files: one C-encoded
+                # dump instead of aiohttp's urlencoding of each field (about 35 us per request)
+                body = json.dumps(request_data.parameters).encode()
+                headers = _JSON
         try:
-            async with self._session.request(method, url, data=body, timeout=timeout) as response:
+            request = self._session.request(method, url, data=body, headers=headers, timeout=timeout)
+            async with request as response:
                 return response.status, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise TimedOut from error

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 from aiohttp import web
-from telegram import InputFile
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram._utils.defaultvalue import DEFAULT_NONE
 from telegram.error import NetworkError, TimedOut
 from telegram.request import RequestData
@@ -33,22 +33,31 @@ async def _server(handler) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/bot{TOKEN}"
 
 
-async def test_form_fields_and_files_arrive_and_the_answer_comes_back() -> None:
+async def test_json_fields_and_files_arrive_and_the_answer_comes_back() -> None:
     seen: dict = {}
 
     async def handler(request: web.Request) -> web.Response:
-        form = await request.post()
-        seen.update({k: (v if isinstance(v, str) else v.file.read()) for k, v in form.items()})
+        if request.content_type == "application/json":
+            seen.update(await request.json())
+        else:
+            form = await request.post()
+            seen.update({k: (v if isinstance(v, str) else v.file.read()) for k, v in form.items()})
         return web.json_response({"ok": True, "result": True})
 
     runner, base = await _server(handler)
     request = AiohttpRequest()
     await request.initialize()
     try:
-        plain = _data(chat_id=42, text="hei ÆØÅ")
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Ja", callback_data="yes")]])
+        plain = _data(chat_id=42, text="hei ÆØÅ", reply_markup=keyboard)
         status, body = await request.do_request(f"{base}/sendMessage", "POST", plain)
         assert status == 200 and b'"ok": true' in body
-        assert seen == {"chat_id": "42", "text": "hei ÆØÅ"}
+        # a JSON body: numbers stay numbers, the keyboard an object
+        assert seen == {
+            "chat_id": 42,
+            "text": "hei ÆØÅ",
+            "reply_markup": {"inline_keyboard": [[{"text": "Ja", "callback_data": "yes"}]]},
+        }
         seen.clear()
         document = InputFile(b"innhold", filename="data.txt")
         upload = _data(chat_id=42, document=document)
