@@ -396,14 +396,53 @@ _UPDATE_CITIZEN = {
     for names in (("chat_id",), ("lang",), ("chat_id", "lang"))
 }
 
+# A new citizen (nothing if the user key is stored already: then the id comes from
+# _CITIZEN_BY_USER_KEY), per dialect
+_NEW_CITIZEN = {
+    name: dialect.insert(_CITIZENS)
+    .values(
+        user_key=bindparam("new_user_key"),
+        created_at=bindparam("now", type_=_CITIZENS.c.created_at.type),
+        **_NEW_CITIZEN_VALUES,
+    )
+    .on_conflict_do_nothing()
+    .returning(_CITIZENS.c.id)
+    for name, dialect in (("postgresql", pg_dialect), ("sqlite", sqlite_dialect))
+}
+_OPEN_CASE_OF_CITIZEN = (
+    select(_CASES.c.id)
+    .where(_CASES.c.citizen_id == bindparam("citizen_id"), _CASES.c.status != STATUS_CLOSED)
+    .limit(1)
+)
+# A new case under a random label (no row if the label is taken: draw another), per dialect;
+# every column comes back as stored
+_NEW_CASE = {
+    name: dialect.insert(_CASES)
+    .values(
+        citizen_id=bindparam("citizen_id"),
+        label=bindparam("new_label"),
+        state=bindparam("new_state"),
+        session=bindparam("new_session", type_=_CASES.c.session.type),
+        priority=0,
+        reasons=bindparam("new_reasons", type_=_CASES.c.reasons.type),
+        status=STATUS_SCREENING,
+        created_at=bindparam("now", type_=_CASES.c.created_at.type),
+        updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
+        finished_at=bindparam("finished_at", type_=_CASES.c.finished_at.type),
+    )
+    .on_conflict_do_nothing(index_elements=[_CASES.c.label])
+    .returning(*_CASES.c)
+    for name, dialect in (("postgresql", pg_dialect), ("sqlite", sqlite_dialect))
+}
+
 
 class _HotPath:
     """The statements every update runs, compiled once for the repository's dialect and run
     on the driver's cursor (:mod:`storage.prepared`)."""
 
     __slots__ = (
-        "case_owner", "citizen_by_user_key", "mark_processed", "snapshot",
-        "store_answer", "store_any_answer", "update_citizen",
+        "case_owner", "citizen_by_user_key", "mark_processed", "new_case", "new_citizen",
+        "open_case_of_citizen", "snapshot", "store_answer", "store_any_answer", "update_citizen",
     )  # fmt: skip
 
     def __init__(self, dialect: Any) -> None:
@@ -414,6 +453,9 @@ class _HotPath:
         self.case_owner = Prepared(_CASE_OWNER, dialect)
         self.citizen_by_user_key = Prepared(_CITIZEN_BY_USER_KEY, dialect)
         self.update_citizen = {names: Prepared(stmt, dialect) for names, stmt in _UPDATE_CITIZEN.items()}
+        self.new_citizen = Prepared(_NEW_CITIZEN[dialect.name], dialect)
+        self.open_case_of_citizen = Prepared(_OPEN_CASE_OF_CITIZEN, dialect)
+        self.new_case = Prepared(_NEW_CASE[dialect.name], dialect)
 
 
 def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
@@ -659,22 +701,24 @@ class SqlRepository:
             raise RuntimeError("the lookup secret could not be stored")
         return LookupKey(base64.urlsafe_b64decode(stored.encode("ascii")))
 
-    def _insert_case(self, db: Session, **values: Any) -> Case:
+    def _insert_case(
+        self, cursor: Any, citizen_id: int, session: dict[str, Any], state: str, now: datetime, finished: bool
+    ) -> CaseRecord:
+        """A new case under a fresh random label: 4 characters, 6 after 8 labels that were
+        taken (a label a concurrent transaction takes meanwhile counts as taken)."""
         for attempt in range(16):
-            label = _new_label(4 if attempt < 8 else 6)
-            if db.scalar(select(Case.id).where(Case.label == label)) is not None:
-                continue
-            case = Case(label=label, **values)
-            try:
-                with db.begin_nested():
-                    db.add(case)
-                    db.flush()
-            except IntegrityError:
-                # a concurrent transaction took the label; anything else is a real error
-                if db.scalar(select(Case.id).where(Case.label == label)) is None:
-                    raise
-                continue
-            return case
+            rows = self._hot.new_case.rows(
+                cursor,
+                citizen_id=citizen_id,
+                new_label=_new_label(4 if attempt < 8 else 6),
+                new_state=state,
+                new_session=session,
+                new_reasons=[],
+                now=now,
+                finished_at=now if finished else None,
+            )
+            if rows:
+                return _case_record_from_row(rows[0])  # as stored, decrypted: not the caller's dict
         raise RuntimeError("could not allocate a unique case label")
 
     # --- citizens and the screening -----------------------------------------------------
@@ -716,10 +760,9 @@ class SqlRepository:
     def mark_processed(self, update_id: int, now: datetime) -> bool:
         """Record an update as applied without storing anything else (a /slett with nothing
         stored, a decline); False if it was recorded already."""
-        with self._tx(write=True) as db:
-            return self._insert_ignore(
-                db, ProcessedUpdate, {"update_id": int(update_id), "processed_at": _utc(now)}
-            )
+        with self._raw_tx(write=True) as cursor:
+            marked = self._hot.mark_processed.count(cursor, update_id=int(update_id), processed_at=_utc(now))
+        return marked == 1
 
     def was_processed(self, update_id: int) -> bool:
         with self._tx(write=False) as session:
@@ -759,47 +802,33 @@ class SqlRepository:
         now = _utc(now)
         user_key = self.user_key(user_id)
         try:
-            if case_id is not None:  # the hot path: an answer to an existing case
-                with self._raw_tx(write=True) as cursor:
-                    if update_id is not None:
-                        self._mark_new_on(cursor, update_id, now)
+            with self._raw_tx(write=True) as cursor:
+                if update_id is not None:
+                    self._mark_new_on(cursor, update_id, now)
+                if case_id is not None:  # an answer to an existing case: most updates
                     return self._update_case(
                         cursor, case_id, user_key, chat_id, lang, session, state, now, finished,
                         expected_version, stored_citizen,
                     )  # fmt: skip
-            with self._tx(write=True) as db:
-                self._mark_new(db, update_id, now)
-                citizen = self._ensure_citizen(db, user_key, chat_id, lang, now)
-                if self._open_case_id(db, citizen.id) is not None:
+                citizen_id = self._ensure_citizen(cursor, user_key, chat_id, lang, now)
+                if self._hot.open_case_of_citizen.rows(cursor, citizen_id=citizen_id):
                     raise StaleSession("another update opened a case for this citizen first")
-                case = self._insert_case(
-                    db,
-                    citizen_id=citizen.id,
-                    state=state,
-                    session=session,
-                    priority=0,
-                    reasons=[],
-                    status=STATUS_SCREENING,
-                    created_at=now,
-                    updated_at=now,
-                    finished_at=now if finished else None,
-                )
-                db.flush()
-                db.refresh(case)  # what was stored, decrypted, not the caller's dict
-                return _case_record(case)
+                return self._insert_case(cursor, citizen_id, session, state, now, finished)
         except _AlreadyProcessed:
             return None
 
-    def _mark_new(self, db: Session | Connection, update_id: int | None, now: datetime) -> None:
-        """Record ``update_id`` as applied in this transaction; _AlreadyProcessed if it was."""
-        if update_id is None:
-            return
-        statement = _MARK_PROCESSED[self._dialect]
-        if db.execute(statement, {"update_id": int(update_id), "processed_at": now}).rowcount != 1:
-            raise _AlreadyProcessed
+    def _refresh_citizen(self, cursor: Any, stored: CitizenRecord, chat_id: int, lang: str) -> None:
+        """Write the citizen's chat id and language where they differ from ``stored``: an
+        unchanged identifier is not re-encrypted."""
+        differs = {"chat_id": stored.chat_id != int(chat_id), "lang": stored.lang != lang}
+        changed = tuple(name for name, changes in differs.items() if changes)
+        if changed:
+            self._hot.update_citizen[changed].count(
+                cursor, citizen_id=stored.id, new_chat_id=str(int(chat_id)), new_lang=lang
+            )
 
     def _mark_new_on(self, cursor: Any, update_id: int, now: datetime) -> None:
-        """``_mark_new`` on the hot path's driver cursor."""
+        """Record ``update_id`` as applied in this transaction; _AlreadyProcessed if it was."""
         if self._hot.mark_processed.count(cursor, update_id=int(update_id), processed_at=now) != 1:
             raise _AlreadyProcessed
 
@@ -839,40 +868,24 @@ class SqlRepository:
         if stored_citizen is None:
             (stored,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
             stored_citizen = CitizenRecord(stored["id"], int(stored["chat_id"]), stored["lang"])
-        differs = {"chat_id": stored_citizen.chat_id != int(chat_id), "lang": stored_citizen.lang != lang}
-        changed = tuple(name for name, changes in differs.items() if changes)
-        if changed:  # only what changed: an unchanged identifier is not re-encrypted
-            hot.update_citizen[changed].count(
-                cursor, citizen_id=values["citizen_id"], new_chat_id=str(int(chat_id)), new_lang=lang
-            )
+        self._refresh_citizen(cursor, stored_citizen, chat_id, lang)
         values["session"] = _stored_json(new_session)  # what was stored, not the caller's dict
         values["reasons"] = list(values["reasons"] or [])
         return CaseRecord(**values)
 
-    def _open_case_id(self, db: Session, citizen_id: int) -> int | None:
-        return db.scalars(
-            select(Case.id).where(Case.citizen_id == citizen_id, Case.status != STATUS_CLOSED).limit(1)
-        ).first()
-
-    def _ensure_citizen(self, db: Session, user_key: str, chat_id: int, lang: str, now: datetime) -> Citizen:
-        citizen = self._find_citizen(db, user_key)
-        if citizen is None:
-            self._insert_ignore(
-                db,
-                Citizen,
-                {
-                    "user_key": user_key,
-                    "chat_id": str(int(chat_id)),
-                    "lang": lang,
-                    "created_at": now,
-                },
-            )
-            return db.scalars(select(Citizen).where(Citizen.user_key == user_key)).one()
-        if citizen.chat_id != str(int(chat_id)):
-            citizen.chat_id = str(int(chat_id))
-        if citizen.lang != lang:
-            citizen.lang = lang
-        return citizen
+    def _ensure_citizen(self, cursor: Any, user_key: str, chat_id: int, lang: str, now: datetime) -> int:
+        """The citizen's id, created if missing; a stored citizen's chat id and language are
+        brought up to date."""
+        hot = self._hot
+        created = hot.new_citizen.rows(
+            cursor, new_user_key=user_key, new_chat_id=str(int(chat_id)), new_lang=lang, now=now
+        )
+        if created:
+            return int(created[0]["id"])
+        (row,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
+        stored = CitizenRecord(row["id"], int(row["chat_id"]), row["lang"])
+        self._refresh_citizen(cursor, stored, chat_id, lang)
+        return stored.id
 
     def delete_citizen(self, user_id: int) -> int:
         """Delete the citizen, all their cases and those cases' relayed messages. Audit

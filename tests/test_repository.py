@@ -94,6 +94,28 @@ def test_apply_update_creates_citizen_and_case(repo):
     assert repo.case(10_000) is None
 
 
+def test_a_taken_case_label_is_drawn_again(repo, monkeypatch):
+    first = new_case(repo)
+    drawn = iter([first.label, first.label, "K-NEWL"])
+    monkeypatch.setattr(repository_module, "_new_label", lambda length: next(drawn))
+    second = new_case(repo, update_id=2, user_id=OTHER_USER)
+    assert second is not None and second.label == "K-NEWL" and second.id != first.id
+    assert repo.case_by_label(first.label) == repo.case(first.id)  # untouched
+
+
+def test_a_returning_citizen_gets_a_new_case_with_their_new_chat_and_language(repo):
+    first = new_case(repo)
+    repo.set_routing(first.id, 3, ["risk_plans"], later(1))
+    assert repo.claim(first.id, 1, later(1)) and repo.close(first.id, 1, "assessed", later(2))
+    second = repo.apply_update(
+        9, user_id=USER_ID, chat_id=CHAT_ID + 1, lang="en", session={"state": "consent"},
+        state="intro", now=later(3),
+    )  # fmt: skip
+    assert second is not None and second.id != first.id and second.citizen_id == first.citizen_id
+    citizen = repo.find_citizen(USER_ID)
+    assert citizen is not None and citizen.chat_id == CHAT_ID + 1 and citizen.lang == "en"
+
+
 def test_apply_update_updates_the_case(repo):
     case = new_case(repo)
     oslo = ZoneInfo("Europe/Oslo")
