@@ -88,7 +88,7 @@ class HandoffService:
         if Priority(record.priority) >= Priority.ROUTINE:
             await self.refresh_card(record)
 
-    async def refresh_card(self, record: Any, *, overdue: bool = False) -> None:
+    async def refresh_card(self, record: Any, *, overdue: bool = False, may_give_way: bool = True) -> None:
         if record.claimed_by is not None and record.claimed_by not in self._names:
             await self.load_names()
         view = self.view(record, overdue=overdue)
@@ -102,22 +102,30 @@ class HandoffService:
                 log.warning("card could not be edited (%s); posting it again", type(error).__name__)
         message_id = await self._post(text, buttons, urgent=Priority(record.priority).hands_over_at_once)
         if not await self._db(self.store.set_card, record.id, message_id, replacing=record.card_message_id):
-            await self._give_way(record, message_id)
+            await self._give_way(record, message_id, refresh_live=may_give_way)
 
-    async def _give_way(self, record: Any, message_id: int) -> None:
+    async def _give_way(self, record: Any, message_id: int, *, refresh_live: bool) -> None:
         """Another bot instance posted this case's card while we posted ours (two updates of
         one citizen on two instances). One card stays live: theirs, brought up to date from
         what is stored now; ours becomes a pointer to it, without buttons, so nobody works
-        from a stale copy."""
+        from a stale copy.
+
+        Bringing the live card up to date may itself post a card (if the edit fails) and lose
+        the race again: that second time we only mark our copy, so giving way ends after one
+        round, whatever the other instances do. (A claim from any copy is still single: it is
+        a compare-and-set on the case.)"""
         assert self.therapist_chat_id is not None  # we just posted there
         try:
             text = duplicate_card_text(record.label)
             await self.messenger.edit(self.therapist_chat_id, message_id, text, ())
         except Exception as error:  # noqa: BLE001 - the live card below matters more
             log.warning("duplicate card could not be marked (%s)", type(error).__name__)
+        if not refresh_live:
+            log.warning("the case card changed again while giving way; the stored card stays")
+            return
         current = await self._db(self.store.case, record.id)
         if current is not None:
-            await self.refresh_card(current)
+            await self.refresh_card(current, may_give_way=False)
 
     async def alert_unrecorded_risk(self) -> None:
         """A citizen wrote something that looks like risk, but the case could not be stored

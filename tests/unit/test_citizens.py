@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -164,6 +165,38 @@ async def test_crisis_command_needs_no_database(services, messenger, monkeypatch
     await services.citizens.handle(Incoming(17, 17), Command("crisis"))
     [reply] = messenger.to(17)
     assert reply.startswith("Trenger du hjelp nå?") and "22 40 00 40" in reply
+
+
+async def test_giving_way_ends_after_one_round_when_the_card_keeps_changing(services, repo, messenger):
+    """Edits fail (so every refresh posts a new card) and another instance always stores its
+    card first: this instance gives way once, marks its copies, and stops."""
+    citizens = services.citizens
+    await start(citizens, Incoming(user_id=32, chat_id=32))
+    case = repo.current_case(repo.find_citizen(32).id)
+    record = repo.set_routing(case.id, 3, ["suicidal_ideation"], datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+
+    class OthersAlwaysFirst:
+        def __getattr__(self, name):
+            return getattr(repo, name)
+
+        def set_card(self, case_id, message_id, *, replacing=None):
+            return False
+
+    async def edit_fails(chat_id, message_id, text, options=()):
+        messenger.edits.append((chat_id, message_id, text))
+        raise ConnectionError("message to edit not found")
+
+    messenger.edit = edit_fails
+    handoff = HandoffService(
+        OthersAlwaysFirst(), messenger, therapist_chat_id=THERAPISTS, clock=services.handoff.clock,
+        retry_delays=(0, 0),
+    )  # fmt: skip
+    stored = repo.set_card(case.id, 999)  # another instance's card
+    assert stored
+    await handoff.refresh_card(replace(record, card_message_id=999))
+    posted = [text for text in messenger.to(THERAPISTS) if case.label in text]
+    assert len(posted) == 2  # ours after the failed edit, and one more while giving way: no more
+    assert sum("Dublett" in text for _, _, text in messenger.edits) == 2  # both marked as copies
 
 
 async def test_two_instances_posting_one_cases_card_leave_one_live_card(services, repo, messenger):
