@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect, Engine
 
+from .engine import suspect_connections
+
 __all__ = ["Prepared", "raw_transaction"]
 
 _Processor = Callable[[Any], Any] | None
@@ -88,7 +90,8 @@ def raw_transaction(engine: Engine, *, write: bool, autocommit: bool = False) ->
 
     A connection whose statement failed in the driver is discarded, not pooled again: after a
     lost server it would be broken, and such errors are rare enough that a fresh connection
-    costs nothing."""
+    costs nothing. A lost connection on PostgreSQL also has the pool check the others before
+    their next use (:func:`storage.engine.suspect_connections`)."""
     connection = engine.raw_connection()
     sqlite = engine.dialect.name == "sqlite"
     driver = connection.driver_connection
@@ -102,7 +105,10 @@ def raw_transaction(engine: Engine, *, write: bool, autocommit: bool = False) ->
             yield cursor
             connection.commit()
         except BaseException as error:
-            _roll_back(connection, broken=isinstance(error, engine.dialect.loaded_dbapi.Error))
+            dbapi = engine.dialect.loaded_dbapi
+            _roll_back(connection, broken=isinstance(error, dbapi.Error))
+            if isinstance(error, dbapi.OperationalError | dbapi.InterfaceError) and not sqlite:
+                suspect_connections(engine)  # the server may have gone away: check the others
             raise
         finally:
             cursor.close()
