@@ -38,6 +38,11 @@ __all__ = [
 CONNECT_TIMEOUT = 10
 #: seconds a SQLite writer waits for the write lock before it gives up with an error
 SQLITE_BUSY_TIMEOUT = 30
+#: connections kept open: more than asyncio's default thread pool has workers (min(32, cores
+#: + 4)), so the threads that run the repository do not open and close connections beyond the
+#: pool under load (on PostgreSQL each is a new server process: 233 in one benchmark run with
+#: SQLAlchemy's default of 5, 14 with 10)
+POOL_SIZE = 10
 #: seconds a pooled PostgreSQL connection may be idle before it is pinged on checkout
 PING_AFTER_IDLE = 1.0
 #: seconds every checkout is pinged after a connection was found lost
@@ -154,14 +159,16 @@ def create_engines(database_url: str | URL, *, echo: bool = False) -> Engines:
             echo=echo,
             hide_parameters=True,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT},
-            **({"poolclass": StaticPool} if in_memory else {}),
+            **({"poolclass": StaticPool} if in_memory else {"pool_size": POOL_SIZE}),
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return Engines(engine, engine.execution_options(sqlite_begin="IMMEDIATE"))
     # fail within seconds, not the operating system's minutes, when the server is away
     connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT}
-    engine = create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args)
+    engine = create_engine(
+        url, echo=echo, hide_parameters=True, connect_args=connect_args, pool_size=POOL_SIZE
+    )
     _ping_idle_connections(engine)
     return Engines(engine, engine)
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,12 @@ def sqlite_files(database_url: str) -> list[Path]:
 
 
 # --- basics ----------------------------------------------------------------------------------
+
+
+def test_the_pool_keeps_a_connection_for_every_worker_thread(repo):
+    """The repository runs in asyncio's default thread pool; a smaller connection pool would
+    open and close a connection (on PostgreSQL a server process) for the extra threads."""
+    assert repo.engine.pool.size() >= min(32, (os.cpu_count() or 1) + 4)
 
 
 def test_ping_and_parent_directory_created(repo, database_url):
