@@ -13,6 +13,7 @@ differs. Anything with post-compile parameters (``IN`` lists, literal binds) is 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -106,11 +107,15 @@ def raw_transaction(engine: Engine, *, write: bool, autocommit: bool = False) ->
             connection.commit()
         except BaseException as error:
             dbapi = engine.dialect.loaded_dbapi
+            # closed before the rollback: on a connection dropped by it, closing would raise
+            # an error of its own in place of the one the caller must see
+            with contextlib.suppress(Exception):
+                cursor.close()
             _roll_back(connection, broken=isinstance(error, dbapi.Error))
             if isinstance(error, dbapi.OperationalError | dbapi.InterfaceError) and not sqlite:
                 suspect_connections(engine)  # the server may have gone away: check the others
             raise
-        finally:
+        else:
             cursor.close()
     finally:
         if autocommit and not sqlite and connection.dbapi_connection is not None:
