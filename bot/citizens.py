@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -63,7 +63,11 @@ class CitizenService:
         min_age: int = 18,
         retention_days: int = 90,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        database: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
+        """``database(fn, *args)`` runs a store call off the event loop: by default on a
+        thread of its own; the bot passes a :class:`storage.Batcher`, so the calls of
+        concurrent updates share one transaction (group commit)."""
         self.store = store
         self.messenger = messenger
         self.handoff = handoff
@@ -74,9 +78,10 @@ class CitizenService:
         self.min_age = min_age
         self.retention_days = retention_days
         self.clock = clock
+        self._database = database or _in_thread
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        return await self._database(fn, *args, **kwargs)
 
     async def handle(self, who: Incoming, event: Event) -> None:
         """Apply one event. Never raises: on any fault the citizen gets the crisis numbers,
@@ -222,6 +227,10 @@ class CitizenService:
             handed_over=case is not None and case.handed_over_at is not None,
             first_aid_given=first_aid_given,
         )
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(partial(fn, *args, **kwargs))
 
 
 def _worth_storing(session: Session) -> bool:

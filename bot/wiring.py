@@ -16,6 +16,7 @@ from handoff.desk import TherapistDesk
 from handoff.escalation import Escalator
 from handoff.ports import Messenger
 from handoff.service import HandoffService
+from storage import Batcher
 
 
 @dataclass
@@ -60,6 +61,8 @@ def build_services(
         min_age=settings.min_age,
         retention_days=settings.retention_days,
         clock=clock,
+        # group commit for the per-update reads and writes, where the store offers it
+        database=Batcher(store) if hasattr(store, "run_batch") else None,
     )
     escalator = Escalator(
         store,

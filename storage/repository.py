@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
+from .batch import Outcome, batchable
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines
 from .migrate import SchemaOutdated, SchemaStatus
@@ -485,6 +486,13 @@ def _relay_record(row: RelayMessage) -> RelayRecord:
     )
 
 
+def _outcome(call: Callable[[], Any]) -> Outcome:
+    try:
+        return Outcome(call())
+    except Exception as error:  # noqa: BLE001 - handed to the caller of this call
+        return Outcome(error=error)
+
+
 def _utc(now: datetime) -> datetime:
     if not isinstance(now, datetime):
         raise TypeError(f"expected a datetime, not {type(now).__name__}")
@@ -529,6 +537,7 @@ class SqlRepository:
         # and are woken the moment the lock is free.
         # (reentrant, so a nested write fails in SQLite as before instead of hanging here)
         self._write_turn: threading.RLock | None = threading.RLock() if self._dialect == "sqlite" else None
+        self._batch = threading.local()  # .cursor: the transaction of the batch this thread runs
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -602,9 +611,39 @@ class SqlRepository:
         """A driver cursor in a transaction, for the hot path's prepared statements. A read
         is one statement, consistent on its own: on PostgreSQL it runs in autocommit, since
         BEGIN and COMMIT would be two more round trips per update."""
+        shared = getattr(self._batch, "cursor", None)
+        if shared is not None:  # inside run_batch: the batch's transaction is this call's
+            yield shared
+            return
         self._check_cipher()
         with self._turn(write), raw_transaction(self._engine, write=write, autocommit=not write) as cursor:
             yield cursor
+
+    def run_batch(self, calls: list[tuple[Callable[[], Any], bool]]) -> list[Outcome]:
+        """Run ``calls`` (each ``(call, writes)``: a method marked :func:`~storage.batch.batchable`
+        with its arguments bound) in one transaction, one commit for all; one
+        :class:`~storage.batch.Outcome` per call, in order (group commit, see
+        :mod:`storage.batch`).
+
+        If a call raises, the batch is rolled back and every call runs again in a
+        transaction of its own, so the others are stored and only that call's caller gets
+        the error. A fault of the database itself fails every call with it, at once."""
+        if len(calls) == 1:
+            return [_outcome(calls[0][0])]
+        self._lookup_key()  # may have to store the secret: in a transaction of its own
+        dbapi = self._engine.dialect.loaded_dbapi
+        try:
+            with self._raw_tx(write=any(writes for _, writes in calls)) as cursor:
+                self._batch.cursor = cursor
+                try:
+                    values = [call() for call, _ in calls]
+                finally:
+                    self._batch.cursor = None
+        except (dbapi.OperationalError, dbapi.InterfaceError, TimeoutError) as fault:
+            return [Outcome(error=fault)] * len(calls)
+        except Exception:  # noqa: BLE001 - one call's fault: each on its own
+            return [_outcome(call) for call, _ in calls]
+        return [Outcome(value) for value in values]
 
     @contextmanager
     def _turn(self, write: bool) -> Iterator[None]:
@@ -743,6 +782,7 @@ class SqlRepository:
             .limit(1)
         ).first()
 
+    @batchable(writes=False)
     def snapshot(self, user_id: int, update_id: int | None) -> Snapshot:
         """What handling one update needs to read, in one statement: whether the update was
         applied already, the citizen's current case, and the citizen as stored."""
@@ -757,6 +797,7 @@ class SqlRepository:
         citizen = CitizenRecord(row["citizen_id"], int(row["citizen_chat_id"]), row["citizen_lang"])
         return Snapshot(processed, _case_record_from_row(row), citizen)
 
+    @batchable(writes=True)
     def mark_processed(self, update_id: int, now: datetime) -> bool:
         """Record an update as applied without storing anything else (a /slett with nothing
         stored, a decline); False if it was recorded already."""
@@ -768,6 +809,7 @@ class SqlRepository:
         with self._tx(write=False) as session:
             return session.get(ProcessedUpdate, update_id) is not None
 
+    @batchable(writes=True)
     def apply_update(
         self,
         update_id: int | None,

@@ -68,7 +68,8 @@ def test_a_failed_transaction_is_rolled_back_and_a_driver_error_drops_the_connec
     broken.sql = broken.sql.replace("triage_case", "no_such_table")
     dbapi_error = repo.engine.dialect.loaded_dbapi.Error
     # the statement's own error, not one from tidying up the dropped connection after it
-    with pytest.raises(dbapi_error, match="no_such_table"), raw_transaction(repo.engine, write=True) as cursor:
+    own_error = pytest.raises(dbapi_error, match="no_such_table")
+    with own_error, raw_transaction(repo.engine, write=True) as cursor:
         store.rows(
             cursor, case_id=case_id, user_key=repo.user_key(4242),
             new_session={"svar": "tapt"}, new_state="q9", now=NOW, finished_at=None,

@@ -1,0 +1,132 @@
+"""Group commit: the per-update repository calls of concurrent updates share one transaction.
+
+Every citizen update reads once (``snapshot``) and writes once (``apply_update``), each in a
+transaction of its own, on a worker thread. Under load most of that cost is not the
+statements but what surrounds them: the hop to a thread and back, taking a pooled
+connection, BEGIN and COMMIT. :class:`Batcher` takes every call that arrives while the
+previous batch is running and runs them together: one thread hop, one transaction, one
+commit. Nothing waits for a timer, so a lone update is not delayed; batches grow only with
+the load, which is when they pay.
+
+Each caller still gets its own result, and only once the batch is committed: an answer is
+never acknowledged before it is stored. If one call of a batch fails (a stale session, a
+case that is gone), the batch is rolled back and every call is run again in a transaction
+of its own, so one citizen's fault never becomes another's. A fault of the database itself
+(connection lost, disk full, the SQLite write lock not free) fails the whole batch at once:
+running each call again would only make every caller wait for the same fault once more
+before it gets its fail-safe reply.
+
+Only repository methods marked :func:`batchable` (the prepared-statement hot path) join
+batches; any other call runs on a thread of its own, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+__all__ = ["BATCH_MARK", "Batcher", "Outcome", "batchable"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: attribute set on batchable methods: True if the method writes, False if it only reads
+BATCH_MARK = "_joins_batch_writing"
+#: calls per batch at most: bounds how long the last caller of a burst waits for the commit
+MAX_BATCH = 64
+
+
+def batchable(*, writes: bool) -> Callable[[F], F]:
+    """Mark a repository method that may run inside another call's transaction: it uses
+    only the shared cursor (``SqlRepository._raw_tx``), opens no session or connection of
+    its own, and writes nothing before a check that may raise."""
+
+    def mark(method: F) -> F:
+        setattr(method, BATCH_MARK, writes)
+        return method
+
+    return mark
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One call's result in a batch: ``value`` if ``error`` is None."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class _Call:
+    run: Callable[[], Any]
+    writes: bool
+    future: asyncio.Future[Any]
+
+
+class Batcher:
+    """Runs a repository's calls with group commit; awaited like ``asyncio.to_thread``:
+    ``await batcher(repo.apply_update, update_id, ...)``.
+
+    ``store.run_batch(calls)`` (:meth:`storage.SqlRepository.run_batch`) runs a list of
+    ``(callable, writes)`` in one transaction and returns one :class:`Outcome` per call.
+    """
+
+    def __init__(self, store: Any, *, max_batch: int = MAX_BATCH) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._waiting: list[_Call] = []
+        self._draining = False
+        self.batches = 0  # batches run, and calls in them (for benchmarks and tests)
+        self.calls = 0
+
+    async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        writes = getattr(fn, BATCH_MARK, None)
+        if writes is None:  # not a hot-path method: a thread of its own
+            return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        loop = asyncio.get_running_loop()
+        call = _Call(partial(fn, *args, **kwargs), writes, loop.create_future())
+        self._waiting.append(call)
+        if not self._draining:
+            self._draining = True
+            loop.create_task(self._drain())  # next loop turn: calls made meanwhile join
+        return await call.future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                await self._run(batch)
+        finally:
+            self._draining = False
+            if self._waiting:  # cancelled while calls were waiting: they must not hang
+                for call in self._waiting:
+                    _resolve(call.future, Outcome(error=RuntimeError("the database batch was cancelled")))
+                self._waiting.clear()
+
+    async def _run(self, batch: Sequence[_Call]) -> None:
+        self.batches += 1
+        self.calls += len(batch)
+        try:
+            outcomes = await asyncio.to_thread(self._store.run_batch, [(c.run, c.writes) for c in batch])
+        except asyncio.CancelledError:  # shutting down: the batch may or may not be stored
+            for call in batch:
+                _resolve(call.future, Outcome(error=RuntimeError("the database batch was cancelled")))
+            raise
+        except Exception as error:  # noqa: BLE001 - every caller hears of it, nothing hangs
+            for call in batch:
+                _resolve(call.future, Outcome(error=error))
+            return
+        for call, outcome in zip(batch, outcomes, strict=True):
+            _resolve(call.future, outcome)
+
+
+def _resolve(future: asyncio.Future[Any], outcome: Outcome) -> None:
+    if future.done():  # the caller was cancelled; the call itself ran (as with to_thread)
+        return
+    if outcome.error is not None:
+        future.set_exception(outcome.error)
+    else:
+        future.set_result(outcome.value)
