@@ -41,12 +41,15 @@ def build_services(
     # every other chat meanwhile).
     warm_up()
     extra = {} if retry_delays is None else {"retry_delays": retry_delays}
+    # group commit for the per-update reads and writes, where the store offers it
+    database = Batcher(store) if hasattr(store, "run_batch") else None
     handoff = HandoffService(
         store,
         messenger,
         therapist_chat_id=settings.therapist_chat_id,
         therapist_ids=settings.therapist_user_ids,
         clock=clock,
+        database=database,
         **extra,
     )
     desk = TherapistDesk(store, messenger, handoff, clock)
@@ -61,8 +64,7 @@ def build_services(
         min_age=settings.min_age,
         retention_days=settings.retention_days,
         clock=clock,
-        # group commit for the per-update reads and writes, where the store offers it
-        database=Batcher(store) if hasattr(store, "run_batch") else None,
+        database=database,
     )
     escalator = Escalator(
         store,

@@ -60,7 +60,7 @@ class Escalator:
         """Escalate every overdue case once; return their ids."""
         now = self.clock()
         escalated = []
-        for case in await self._db(self.store.open_cases):
+        for case in await self._db(self.store.waiting_cases):
             if self.overdue(case, now) and await self._db(self.store.mark_escalated, case.id, now):
                 escalated.append(case.id)
                 await self._escalate(await self._db(self.store.case, case.id), now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -41,7 +41,10 @@ class HandoffService:
         clock: Callable[[], datetime] = utcnow,
         script: Script | None = None,
         retry_delays: tuple[float, ...] = CARD_RETRY_DELAYS,
+        database: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
+        """``database(fn, *args)`` runs a store call off the event loop (default: a thread
+        of its own; the bot's group commit, see ``CitizenService``)."""
         self.store = store
         self.messenger = messenger
         self.therapist_chat_id = therapist_chat_id
@@ -51,8 +54,11 @@ class HandoffService:
         self.retry_delays = retry_delays
         self._names: dict[int, str] = {}
         self._duty_seen: tuple[bool | None, float] = (None, 0.0)
+        self._database = database
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._database is not None:
+            return await self._database(fn, *args, **kwargs)
         return await asyncio.to_thread(partial(fn, *args, **kwargs))
 
     # --- duty ---

@@ -36,6 +36,7 @@ from .repository import (
     RotationCount,
     SqlRepository,
     StaleSession,
+    WaitingCase,
 )
 from .tables import (
     AuditEvent,
@@ -81,6 +82,7 @@ __all__ = [
     "StaleSession",
     "StorageMeta",
     "UtcDateTime",
+    "WaitingCase",
     "current_cipher",
     "set_cipher",
 ]

@@ -72,6 +72,7 @@ __all__ = [
     "STATUSES",
     "SchemaOutdated",
     "SqlRepository",
+    "WaitingCase",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,19 @@ class Snapshot:
     processed: bool
     case: CaseRecord | None
     citizen: CitizenRecord | None = None  # the case's citizen as stored (None without a case)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCase:
+    """A handed-over case nobody has claimed or escalated yet: what the escalation check
+    needs, read without decrypting anything."""
+
+    id: int
+    priority: int
+    status: str
+    handed_over_at: datetime
+    claimed_by: int | None = None
+    escalated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +451,25 @@ _NEW_CASE = {
 }
 
 
+# The routing of a case (set_routing): every column but the reasons, and with them when they
+# changed (an unchanged list is not re-encrypted), keyed by whether the reasons are written
+_ROUTING_VALUES = {
+    "priority": bindparam("new_priority"),
+    "updated_at": bindparam("now", type_=_CASES.c.updated_at.type),
+    "handed_over_at": bindparam("handed_over_at", type_=_CASES.c.handed_over_at.type),
+    "status": bindparam("new_status"),
+}
+_SET_ROUTING = {
+    with_reasons: update(_CASES)
+    .where(_CASES.c.id == bindparam("case_id"))
+    .values(
+        **_ROUTING_VALUES,
+        **({"reasons": bindparam("new_reasons", type_=_CASES.c.reasons.type)} if with_reasons else {}),
+    )
+    for with_reasons in (False, True)
+}
+
+
 class _HotPath:
     """The statements every update runs, compiled once for the repository's dialect and run
     on the driver's cursor (:mod:`storage.prepared`)."""
@@ -444,6 +477,7 @@ class _HotPath:
     __slots__ = (
         "case_owner", "citizen_by_user_key", "mark_processed", "new_case", "new_citizen",
         "open_case_of_citizen", "snapshot", "store_answer", "store_any_answer", "update_citizen",
+        "case_for_update", "set_routing",
     )  # fmt: skip
 
     def __init__(self, dialect: Any) -> None:
@@ -457,6 +491,8 @@ class _HotPath:
         self.new_citizen = Prepared(_NEW_CITIZEN[dialect.name], dialect)
         self.open_case_of_citizen = Prepared(_OPEN_CASE_OF_CITIZEN, dialect)
         self.new_case = Prepared(_NEW_CASE[dialect.name], dialect)
+        self.case_for_update = Prepared(_CASE_FOR_UPDATE, dialect)
+        self.set_routing = {reasons: Prepared(stmt, dialect) for reasons, stmt in _SET_ROUTING.items()}
 
 
 def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
@@ -597,14 +633,6 @@ class SqlRepository:
         factory = self._write if write else self._read
         with self._turn(write), factory() as session, session.begin():
             yield session
-
-    @contextmanager
-    def _core_tx(self, *, write: bool) -> Iterator[Connection]:
-        """A transaction on a bare connection, for the per-update hot path (Core
-        statements only: no ORM session to set up and tear down)."""
-        self._check_cipher()
-        with self._turn(write), (self._engines.write if write else self._engines.read).begin() as conn:
-            yield conn
 
     @contextmanager
     def _raw_tx(self, *, write: bool) -> Iterator[Any]:
@@ -962,6 +990,7 @@ class SqlRepository:
 
     # --- routing and the therapists' queue -------------------------------------------------
 
+    @batchable(writes=True)
     def set_routing(self, case_id: int, priority: int, reasons: Iterable[str], now: datetime) -> CaseRecord:
         """Raise (never lower) the case's priority and add ``reasons``. The first time the
         priority reaches a handoff level (>= 2) the case opens for the therapists
@@ -970,23 +999,34 @@ class SqlRepository:
         if not 0 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be 0..{MAX_PRIORITY}, not {priority}")
         now = _utc(now)
-        # Core, not the ORM: once a case is handed over, every answer refreshes its card
-        with self._core_tx(write=True) as db:
-            case = db.execute(_CASE_FOR_UPDATE, {"case_id": case_id}).first()
-            if case is None:
+        # prepared statements: once a case is handed over, every answer refreshes its card
+        with self._raw_tx(write=True) as cursor:
+            rows = self._hot.case_for_update.rows(cursor, case_id=case_id)
+            if not rows:
                 raise CaseNotFound(f"case {case_id} not found")
-            values: dict[str, Any] = {"updated_at": now, "priority": max(priority, case.priority)}
-            old = list(case.reasons or [])
+            record = _case_record_from_row(rows[0])
+            priority = max(priority, record.priority)
+            handing_over = priority >= HANDOFF_PRIORITY
+            old = record.reasons
             merged = old + [r for r in dict.fromkeys(reasons) if r not in old]
-            if merged != old or case.reasons is None:
-                values["reasons"] = merged  # re-encrypted only when it changes
-            if values["priority"] >= HANDOFF_PRIORITY:
-                values["handed_over_at"] = case.handed_over_at or now
-                if case.status == STATUS_SCREENING:
-                    values["status"] = STATUS_OPEN
-            db.execute(update(_CASES).where(_CASES.c.id == case_id).values(**values))
-            record = _case_record_from_row(case._mapping)
-            return replace(record, **{**values, "reasons": merged})
+            with_reasons = merged != old or rows[0]["reasons"] is None  # re-encrypted only on change
+            opens = handing_over and record.status == STATUS_SCREENING
+            values = {
+                "priority": priority,
+                "updated_at": now,
+                "handed_over_at": (record.handed_over_at or now) if handing_over else record.handed_over_at,
+                "status": STATUS_OPEN if opens else record.status,
+            }
+            self._hot.set_routing[with_reasons].count(
+                cursor,
+                case_id=case_id,
+                new_priority=values["priority"],
+                now=now,
+                handed_over_at=values["handed_over_at"],
+                new_status=values["status"],
+                new_reasons=merged,
+            )
+            return replace(record, **values, reasons=merged)
 
     def set_card(self, case_id: int, message_id: int | None, *, replacing: int | None = None) -> bool:
         """Remember the message id of the case card in the therapists' chat, if the stored
@@ -1107,6 +1147,25 @@ class SqlRepository:
                 )
             ).all()
             return [_case_record(row) for row in rows]
+
+    def waiting_cases(self) -> list[WaitingCase]:
+        """Handed-over cases still waiting for a therapist and not escalated yet, oldest
+        first. The escalation check runs this every few seconds on every instance: it reads
+        a few columns in clear, never the sessions (decrypting every open case each time
+        held up the event loop for a moment under load)."""
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                select(_CASES.c.id, _CASES.c.priority, _CASES.c.status, _CASES.c.handed_over_at)
+                .where(
+                    _CASES.c.status == STATUS_OPEN,
+                    _CASES.c.priority >= HANDOFF_PRIORITY,
+                    _CASES.c.claimed_by.is_(None),
+                    _CASES.c.escalated_at.is_(None),
+                    _CASES.c.handed_over_at.is_not(None),
+                )
+                .order_by(_CASES.c.handed_over_at.asc(), _CASES.c.id.asc())
+            ).all()
+            return [WaitingCase(*row) for row in rows]
 
     def case(self, case_id: int) -> CaseRecord | None:
         with self._tx(write=False) as db:

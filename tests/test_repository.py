@@ -469,6 +469,28 @@ def test_open_cases_most_urgent_then_oldest(repo):
     assert [x.id for x in repo.open_cases()] == [b.id, c.id, a.id]
 
 
+def test_waiting_cases_are_the_unclaimed_unescalated_handed_over_ones_oldest_first(repo):
+    waiting_late = new_case(repo, 1, user_id=1)
+    waiting_early = new_case(repo, 2, user_id=2)
+    claimed = new_case(repo, 3, user_id=3)
+    escalated = new_case(repo, 4, user_id=4)
+    routine = new_case(repo, 5, user_id=5)
+    new_case(repo, 6, user_id=6)  # never routed
+    repo.set_routing(waiting_late.id, 2, [], later(5))
+    repo.set_routing(waiting_early.id, 4, ["risk_plans"], later(1))
+    for case in (claimed, escalated):
+        repo.set_routing(case.id, 4, [], later(0))
+    repo.set_routing(routine.id, 1, [], later(0))
+    repo.claim(claimed.id, 5, later(2))
+    repo.mark_escalated(escalated.id, later(6))
+
+    waiting = repo.waiting_cases()
+
+    assert [w.id for w in waiting] == [waiting_early.id, waiting_late.id]
+    assert waiting[0].priority == 4 and waiting[0].handed_over_at == later(1)
+    assert waiting[0].status == "open" and waiting[0].claimed_by is None
+
+
 def _claim_all(repo: SqlRepository, case_id: int, therapists: range) -> list[bool]:
     barrier = threading.Barrier(len(therapists))
     results: dict[int, bool] = {}
