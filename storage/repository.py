@@ -469,6 +469,19 @@ _SET_ROUTING = {
     for with_reasons in (False, True)
 }
 
+# set_card: compare-and-set of the card's message id (NULL-safe: "no card yet" is NULL)
+_SET_CARD = (
+    update(_CASES)
+    .where(
+        _CASES.c.id == bindparam("case_id"),
+        _CASES.c.card_message_id.is_not_distinct_from(
+            bindparam("replacing", type_=_CASES.c.card_message_id.type)
+        ),
+    )
+    .values(card_message_id=bindparam("new_card", type_=_CASES.c.card_message_id.type))
+)
+_CASE_EXISTS = select(_CASES.c.id).where(_CASES.c.id == bindparam("case_id"))
+
 
 class _HotPath:
     """The statements every update runs, compiled once for the repository's dialect and run
@@ -477,7 +490,7 @@ class _HotPath:
     __slots__ = (
         "case_owner", "citizen_by_user_key", "mark_processed", "new_case", "new_citizen",
         "open_case_of_citizen", "snapshot", "store_answer", "store_any_answer", "update_citizen",
-        "case_for_update", "set_routing",
+        "case_for_update", "set_routing", "set_card", "case_exists",
     )  # fmt: skip
 
     def __init__(self, dialect: Any) -> None:
@@ -493,6 +506,8 @@ class _HotPath:
         self.new_case = Prepared(_NEW_CASE[dialect.name], dialect)
         self.case_for_update = Prepared(_CASE_FOR_UPDATE, dialect)
         self.set_routing = {reasons: Prepared(stmt, dialect) for reasons, stmt in _SET_ROUTING.items()}
+        self.set_card = Prepared(_SET_CARD, dialect)
+        self.case_exists = Prepared(_CASE_EXISTS, dialect)
 
 
 def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
@@ -1028,21 +1043,17 @@ class SqlRepository:
             )
             return replace(record, **values, reasons=merged)
 
+    @batchable(writes=True)
     def set_card(self, case_id: int, message_id: int | None, *, replacing: int | None = None) -> bool:
         """Remember the message id of the case card in the therapists' chat, if the stored
         card is still ``replacing`` (None: the case had no card). False if another card was
         stored meanwhile (another bot instance posted one): then nothing changes."""
-        stored = col(Case.card_message_id)
-        with self._tx(write=True) as db:
-            changed = self._conditional_update(
-                db,
-                update(Case)
-                .where(Case.id == case_id, stored.is_not_distinct_from(replacing))
-                .values(card_message_id=message_id),
-            )
-            if changed == 1:
+        # prepared statements: every handover and every refreshed card stores its message id
+        with self._raw_tx(write=True) as cursor:
+            hot = self._hot
+            if hot.set_card.count(cursor, case_id=case_id, replacing=replacing, new_card=message_id) == 1:
                 return True
-            if db.get(Case, case_id) is None:
+            if not hot.case_exists.rows(cursor, case_id=case_id):
                 raise CaseNotFound(f"case {case_id} not found")
             return False
 
