@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -187,29 +187,56 @@ class CitizenService:
             )
             if case is None:
                 return  # the same update was applied concurrently
-        for action in reply.actions:
-            if isinstance(action, Say):
-                await self.messenger.send(who.chat_id, action.text, action.options, urgent=action.urgent)
-            elif isinstance(action, Alert) and case is not None:
-                await self._hand_over(who.chat_id, lang, case.id, action)
-            elif isinstance(action, Note) and case is not None:
-                await self.desk.citizen_wrote(
-                    case, action.text, action.risk, who.chat_id, who.message_id, media=action.media
-                )
+        await self._carry_out(who, lang, case, reply.actions, team_told_on_failure=first_aid_given)
+
+    async def _carry_out(
+        self, who: Incoming, lang: str, case: Any, actions: Sequence[Any], *, team_told_on_failure: bool
+    ) -> None:
+        """Say what the flow says, and pass on what it hands over, side by side: the card
+        for a risk answer neither waits for the citizen's reply to be delivered nor is lost
+        if that delivery fails (the citizen then gets the apology with the numbers).
+        ``team_told_on_failure``: :meth:`handle` alerts the team itself if this fails."""
+        replying = asyncio.ensure_future(self._say(who.chat_id, [a for a in actions if isinstance(a, Say)]))
+        fail_safe = None
+        try:
+            for action in actions:
+                if isinstance(action, Alert) and case is not None:
+                    fail_safe = (
+                        await self._hand_over(lang, case.id, action, team_told_on_failure) or fail_safe
+                    )
+                elif isinstance(action, Note) and case is not None:
+                    await self.desk.citizen_wrote(
+                        case, action.text, action.risk, who.chat_id, who.message_id, media=action.media
+                    )
+        finally:
+            await replying  # its error, if any, after the handover has been tried
+        if fail_safe is not None:  # after the reply, so the citizen reads them in order
+            await self.messenger.send(who.chat_id, fail_safe, urgent=True)
+
+    async def _say(self, chat_id: int, says: Sequence[Say]) -> None:
+        for say in says:
+            await self.messenger.send(chat_id, say.text, say.options, urgent=say.urgent)
 
     async def _record_update(self, update_id: int | None) -> None:
         if update_id is not None:
             await self._db(self.store.mark_processed, update_id, self.clock())
 
-    async def _hand_over(self, chat_id: int, lang: str, case_id: int, alert: Alert) -> None:
+    async def _hand_over(
+        self, lang: str, case_id: int, alert: Alert, team_told_on_failure: bool
+    ) -> str | None:
+        """Route the case; the message for the citizen if an urgent handover failed."""
         try:
             await self.handoff.route(case_id, alert.priority, alert.reasons)
         except HandoffFailed:
             if alert.priority.hands_over_at_once:
-                text = f"{messages.text('handoff_failed', lang)}\n\n{messages.crisis(lang)}"
-                await self.messenger.send(chat_id, text, urgent=True)
-            else:
-                log.error("routine intake card could not be posted; the case stays in the queue")
+                return f"{messages.text('handoff_failed', lang)}\n\n{messages.crisis(lang)}"
+            log.error("routine intake card could not be posted; the case stays in the queue")
+        except Exception:
+            if alert.priority.hands_over_at_once and not team_told_on_failure:
+                # the routing could not be stored: a human must still hear of the risk
+                await self.handoff.alert_unrecorded_risk()
+            raise  # the citizen gets the apology with the numbers
+        return None
 
     async def context(self, case: Any = None, *, first_aid_given: bool = False) -> Context:
         now = self.clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
 from flows.model import Button, Command, Option, Text
+from handoff.ports import RecipientGone
 from handoff.service import HandoffService
 
 THERAPISTS = -500
@@ -106,6 +108,66 @@ async def test_card_post_failure_is_retried_then_reported(services, messenger):
     # the case is kept, priority recorded, so it reaches the queue when Telegram is back
     case = services.citizens.store.open_cases()[0]
     assert case.priority == 3 and case.card_message_id is None
+
+
+async def test_a_risk_answers_card_does_not_wait_for_the_citizens_reply(services, messenger):
+    who = Incoming(user_id=31, chat_id=31)
+    await start(services.citizens, who)
+    delivered = asyncio.Event()
+    original = messenger.send
+
+    async def slow_to_citizen(chat_id, text, options=(), **kwargs):
+        if chat_id == 31:
+            await delivered.wait()  # Telegram slow to take the citizen's reply
+        return await original(chat_id, text, options, **kwargs)
+
+    messenger.send = slow_to_citizen  # type: ignore[method-assign]
+    handling = asyncio.create_task(services.citizens.handle(who, Button("a:risk_thoughts:1")))
+    for _ in range(200):
+        if messenger.to(THERAPISTS):
+            break
+        await asyncio.sleep(0.01)
+    assert messenger.to(THERAPISTS), "the card waited for the citizen's reply"
+    assert not handling.done()
+    delivered.set()
+    await handling
+    assert "113" in messenger.to(31)[-1]
+
+
+@pytest.mark.parametrize("fault", [ConnectionError("telegram unreachable"), RecipientGone("blocked")])
+async def test_a_failed_reply_does_not_lose_the_risk_card(services, messenger, fault):
+    who = Incoming(user_id=32, chat_id=32)
+    await start(services.citizens, who)
+    original = messenger.send
+
+    async def citizen_unreachable(chat_id, text, options=(), **kwargs):
+        if chat_id == 32:
+            raise fault
+        return await original(chat_id, text, options, **kwargs)
+
+    messenger.send = citizen_unreachable  # type: ignore[method-assign]
+    await services.citizens.handle(who, Button("a:risk_thoughts:1"))
+    [card] = messenger.to(THERAPISTS)
+    assert "✋" in card or "Sak" in card
+    case = services.citizens.store.open_cases()[0]
+    assert case.priority == 3 and case.card_message_id is not None
+
+
+async def test_routing_that_cannot_be_stored_still_alerts_the_team(services, messenger, monkeypatch):
+    who = Incoming(user_id=33, chat_id=33)
+    await start(services.citizens, who)
+
+    def down(*args, **kwargs):
+        raise ConnectionError("could not connect to server")
+
+    monkeypatch.setattr(services.citizens.store, "set_routing", down)
+    await services.citizens.handle(who, Button("a:risk_thoughts:1"))
+    [alert] = messenger.to(THERAPISTS)
+    assert "SYSTEMFEIL" in alert
+    assert messages.text("error", "nb") in messenger.to(33)[-1] and "113" in messenger.to(33)[-1]
+    # a risk phrase: the team is told once, not once per layer
+    await services.citizens.handle(who, Text("jeg vil ta livet mitt"))
+    assert len(messenger.to(THERAPISTS)) == 2
 
 
 async def test_card_post_recovers_after_a_transient_failure(services, messenger):
