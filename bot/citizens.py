@@ -196,7 +196,7 @@ class CitizenService:
         for a risk answer neither waits for the citizen's reply to be delivered nor is lost
         if that delivery fails (the citizen then gets the apology with the numbers).
         ``team_told_on_failure``: :meth:`handle` alerts the team itself if this fails."""
-        replying = asyncio.ensure_future(self._say(who.chat_id, [a for a in actions if isinstance(a, Say)]))
+        replying = asyncio.create_task(self._say(who.chat_id, [a for a in actions if isinstance(a, Say)]))
         fail_safe = None
         try:
             for action in actions:
