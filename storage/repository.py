@@ -1163,7 +1163,7 @@ class SqlRepository:
         """Handed-over cases still waiting for a therapist and not escalated yet, oldest
         first. The escalation check runs this every few seconds on every instance: it reads
         a few columns in clear, never the sessions (decrypting every open case each time
-        held up the event loop for a moment under load)."""
+        held the interpreter, and so every chat's replies, for a moment under load)."""
         with self._tx(write=False) as db:
             rows = db.execute(
                 select(_CASES.c.id, _CASES.c.priority, _CASES.c.status, _CASES.c.handed_over_at)
