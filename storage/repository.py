@@ -984,7 +984,8 @@ class SqlRepository:
             case_ids = list(db.scalars(select(Case.id).where(col(Case.citizen_id).in_(citizen_ids))).all())
             relays, cases = self._delete_cases(db, case_ids)
             citizens = self._conditional_update(db, delete(Citizen).where(col(Citizen.id).in_(citizen_ids)))
-            return relays + cases + citizens
+        self._cipher.forget_recent()  # no plaintext of theirs stays in memory either
+        return relays + cases + citizens
 
     def _delete_cases(self, db: Session, case_ids: list[int]) -> tuple[int, int]:
         """Delete cases and their relayed messages; their audit events stay, unlinked
@@ -1513,6 +1514,7 @@ class SqlRepository:
                     return step(db)
 
             counts = self._purge(run, cutoff, audit_cutoff, batch_size)
+            self._cipher.forget_recent()  # no plaintext of what went stays in memory either
         else:
             outcome: dict[str, int] = {}
             try:

@@ -650,3 +650,18 @@ def test_relay_messages(repo):
 
     with pytest.raises(ValueError):
         repo.add_relay(case.id, "sideways", "x", NOW)
+
+
+def test_deleting_a_citizen_or_purging_leaves_no_plaintext_remembered(repo, cipher):
+    """The cipher remembers recent plaintexts in memory (storage.crypto); what is deleted
+    from the database must not linger there either."""
+    new_case(repo, session={"state": "q1", "answers": {}, "free_text": SECRET_TEXT})
+    assert repo.snapshot(USER_ID, None).case is not None
+    assert cipher.remembered > 0
+    repo.delete_citizen(USER_ID)
+    assert cipher.remembered == 0
+
+    new_case(repo, 2, user_id=OTHER_USER)
+    assert cipher.remembered > 0
+    repo.purge(NOW, retention_days=90)
+    assert cipher.remembered == 0
