@@ -18,6 +18,11 @@ before it gets its fail-safe reply.
 
 Only repository methods marked :func:`batchable` (the prepared-statement hot path) join
 batches; any other call runs on a thread of its own, as before.
+
+A read may also name a variant that runs on the event loop where it cannot wait
+(``SqlRepository.snapshot_at_once``, :mod:`storage.at_once`). It is used when no batch is
+running: then the read would be a batch of one, and the hop to a thread and back costs more
+than the read. Under load the read joins the batch, where the hop is shared.
 """
 
 from __future__ import annotations
@@ -28,23 +33,33 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-__all__ = ["BATCH_MARK", "Batcher", "Outcome", "batchable"]
+__all__ = ["AT_ONCE_MARK", "BATCH_MARK", "Batcher", "Outcome", "batchable"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: attribute set on batchable methods: True if the method writes, False if it only reads
 BATCH_MARK = "_joins_batch_writing"
+#: attribute set on batchable reads with a variant that runs at once: that method's name
+AT_ONCE_MARK = "_at_once_variant"
 #: calls per batch at most: bounds how long the last caller of a burst waits for the commit
 MAX_BATCH = 64
 
 
-def batchable(*, writes: bool) -> Callable[[F], F]:
+def batchable(*, writes: bool, at_once: str | None = None) -> Callable[[F], F]:
     """Mark a repository method that may run inside another call's transaction: it uses
     only the shared cursor (``SqlRepository._raw_tx``), opens no session or connection of
-    its own, and writes nothing before a check that may raise."""
+    its own, and writes nothing before a check that may raise.
+
+    ``at_once`` (reads only) names a method of the same object, taking the same arguments,
+    that returns the same result on the calling thread without ever waiting, or None where
+    it would have to wait."""
+    if writes and at_once is not None:
+        raise ValueError("only a read may run at once on the event loop")
 
     def mark(method: F) -> F:
         setattr(method, BATCH_MARK, writes)
+        if at_once is not None:
+            setattr(method, AT_ONCE_MARK, at_once)
         return method
 
     return mark
@@ -80,11 +95,17 @@ class Batcher:
         self._draining = False
         self.batches = 0  # batches run, and calls in them (for benchmarks and tests)
         self.calls = 0
+        self.at_once = 0  # reads answered at once, on the event loop
 
     async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         writes = getattr(fn, BATCH_MARK, None)
         if writes is None:  # not a hot-path method: a thread of its own
             return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        if not self._draining and (variant := _at_once_variant(fn)) is not None:
+            value = variant(*args, **kwargs)
+            if value is not None:
+                self.at_once += 1
+                return value
         loop = asyncio.get_running_loop()
         call = _Call(partial(fn, *args, **kwargs), writes, loop.create_future())
         self._waiting.append(call)
@@ -121,6 +142,12 @@ class Batcher:
             return
         for call, outcome in zip(batch, outcomes, strict=True):
             _resolve(call.future, outcome)
+
+
+def _at_once_variant(fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    name = getattr(fn, AT_ONCE_MARK, None)
+    owner = getattr(fn, "__self__", None)
+    return getattr(owner, name) if name is not None and owner is not None else None
 
 
 def _resolve(future: asyncio.Future[Any], outcome: Outcome) -> None:

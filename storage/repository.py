@@ -50,9 +50,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
+from .at_once import NonWaitingReader
 from .batch import Outcome, batchable
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
-from .engine import SQLITE_BUSY_TIMEOUT, create_engines
+from .engine import SQLITE_BUSY_TIMEOUT, create_engines, sqlite_file
 from .migrate import SchemaOutdated, SchemaStatus
 from .prepared import Prepared, raw_transaction
 from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage, StorageMeta
@@ -589,6 +590,9 @@ class SqlRepository:
         # (reentrant, so a nested write fails in SQLite as before instead of hanging here)
         self._write_turn: threading.RLock | None = threading.RLock() if self._dialect == "sqlite" else None
         self._batch = threading.local()  # .cursor: the transaction of the batch this thread runs
+        # a SQLite file (not an in-memory database, whose one connection the threads share)
+        sqlite_path = sqlite_file(database_url)
+        self._at_once = NonWaitingReader(sqlite_path) if sqlite_path is not None else None
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -629,6 +633,8 @@ class SqlRepository:
         migrations.require_current(self._engines)
 
     def dispose(self) -> None:
+        if self._at_once is not None:
+            self._at_once.close()
         self._engines.dispose()
 
     def ping(self) -> bool:
@@ -825,7 +831,7 @@ class SqlRepository:
             .limit(1)
         ).first()
 
-    @batchable(writes=False)
+    @batchable(writes=False, at_once="snapshot_at_once")
     def snapshot(self, user_id: int, update_id: int | None) -> Snapshot:
         """What handling one update needs to read, in one statement: whether the update was
         applied already, the citizen's current case, and the citizen as stored."""
@@ -834,11 +840,31 @@ class SqlRepository:
         # work cost more than the queries themselves (bench/inprocess.py).
         with self._raw_tx(write=False) as cursor:
             (row,) = self._hot.snapshot.rows(cursor, update_id=update_id, user_key=user_key)
+        return self._snapshot_from_row(row, update_id)
+
+    @staticmethod
+    def _snapshot_from_row(row: Mapping[str, Any], update_id: int | None) -> Snapshot:
         processed = update_id is not None and bool(row["processed"])
         if row["id"] is None:
             return Snapshot(processed, None)
         citizen = CitizenRecord(row["citizen_id"], int(row["citizen_chat_id"]), row["citizen_lang"])
         return Snapshot(processed, _case_record_from_row(row), citizen)
+
+    def snapshot_at_once(self, user_id: int, update_id: int | None) -> Snapshot | None:
+        """:meth:`snapshot` on the calling thread where that cannot wait, else None (the
+        caller then reads the usual way). Only a SQLite file can (:mod:`storage.at_once`);
+        on PostgreSQL a read is a network round trip, and this is always None. The
+        :class:`~storage.batch.Batcher` uses it when no batch is running."""
+        reader, lookup = self._at_once, self._lookup
+        if reader is None or lookup is None:  # no reader; the lookup secret may need a write
+            return None
+        self._check_cipher()
+        user_key = lookup.digest(str(int(user_id)))
+        rows = reader.rows(self._hot.snapshot, update_id=update_id, user_key=user_key)
+        if rows is None:
+            return None
+        (row,) = rows
+        return self._snapshot_from_row(row, update_id)
 
     @batchable(writes=True)
     def mark_processed(self, update_id: int, now: datetime) -> bool:
