@@ -396,6 +396,53 @@ def _store_answer(*, compare_version: bool) -> Any:
 
 _STORE_ANSWER = _store_answer(compare_version=True)
 _STORE_ANY_ANSWER = _store_answer(compare_version=False)
+
+
+def _store_answer_and_mark() -> Any:
+    """PostgreSQL: an answer and its update id recorded in one statement, so outside a batch
+    it runs alone in autocommit: one round trip where BEGIN, the update id, the answer and
+    COMMIT took four. The answer is stored only if the update was not applied before (and as
+    ``_STORE_ANSWER``); the update id is recorded only with the answer (data-modifying CTEs).
+    One row comes back: ``processed_before``, and the stored case's columns (NULL if nothing
+    was stored)."""
+    already = exists().where(_PROCESSED.c.update_id == bindparam("update_id"))
+    finished_at = bindparam("finished_at", type_=_CASES.c.finished_at.type)
+    stored = (
+        update(_CASES)
+        .where(
+            _CASES.c.id == bindparam("case_id"),
+            _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY,
+            _CASES.c.version == bindparam("expected_version"),
+            ~already,
+        )
+        .values(
+            session=bindparam("new_session", type_=_CASES.c.session.type),
+            state=bindparam("new_state"),
+            updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
+            finished_at=func.coalesce(_CASES.c.finished_at, finished_at),
+            version=_CASES.c.version + 1,
+        )
+        .returning(*(c for c in _CASES.c if c.name != "session"))
+        .cte("stored")
+    )
+    marked = (
+        pg_dialect.insert(_PROCESSED)
+        .from_select(
+            ["update_id", "processed_at"],
+            select(
+                bindparam("update_id", type_=_PROCESSED.c.update_id.type),
+                bindparam("now", type_=_PROCESSED.c.processed_at.type),
+            ).select_from(stored),
+        )
+        .returning(_PROCESSED.c.update_id)
+        .cte("marked")
+    )
+    one_row = select(already.label("processed_before"), func.count().label("marked")).select_from(marked)
+    first = one_row.subquery("outcome")
+    return select(first.c.processed_before, *stored.c).select_from(first.outerjoin(stored, true()))
+
+
+_STORE_ANSWER_AND_MARK = _store_answer_and_mark()
 _CASE_OWNER = select(_CASES.c.id).where(
     _CASES.c.id == bindparam("case_id"), _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY
 )
@@ -491,7 +538,7 @@ class _HotPath:
     __slots__ = (
         "case_owner", "citizen_by_user_key", "mark_processed", "new_case", "new_citizen",
         "open_case_of_citizen", "snapshot", "store_answer", "store_any_answer", "update_citizen",
-        "case_for_update", "set_routing", "set_card", "case_exists",
+        "case_for_update", "set_routing", "set_card", "case_exists", "store_answer_and_mark",
     )  # fmt: skip
 
     def __init__(self, dialect: Any) -> None:
@@ -509,6 +556,9 @@ class _HotPath:
         self.set_routing = {reasons: Prepared(stmt, dialect) for reasons, stmt in _SET_ROUTING.items()}
         self.set_card = Prepared(_SET_CARD, dialect)
         self.case_exists = Prepared(_CASE_EXISTS, dialect)
+        self.store_answer_and_mark = (
+            Prepared(_STORE_ANSWER_AND_MARK, dialect) if dialect.name == "postgresql" else None
+        )
 
 
 def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
@@ -656,16 +706,18 @@ class SqlRepository:
             yield session
 
     @contextmanager
-    def _raw_tx(self, *, write: bool) -> Iterator[Any]:
+    def _raw_tx(self, *, write: bool, one_statement: bool = False) -> Iterator[Any]:
         """A driver cursor in a transaction, for the hot path's prepared statements. A read
         is one statement, consistent on its own: on PostgreSQL it runs in autocommit, since
-        BEGIN and COMMIT would be two more round trips per update."""
+        BEGIN and COMMIT would be two more round trips per update. So does a write that is
+        ``one_statement`` (atomic on its own; anything after it may only read)."""
         shared = getattr(self._batch, "cursor", None)
         if shared is not None:  # inside run_batch: the batch's transaction is this call's
             yield shared
             return
         self._check_cipher()
-        with self._turn(write), raw_transaction(self._engine, write=write, autocommit=not write) as cursor:
+        autocommit = one_statement or not write
+        with self._turn(write), raw_transaction(self._engine, write=write, autocommit=autocommit) as cursor:
             yield cursor
 
     def run_batch(self, calls: list[tuple[Callable[[], Any], bool]]) -> list[Outcome]:
@@ -912,6 +964,17 @@ class SqlRepository:
         """
         now = _utc(now)
         user_key = self.user_key(user_id)
+        if (
+            self._hot.store_answer_and_mark is not None
+            and update_id is not None
+            and case_id is not None
+            and expected_version is not None
+            and stored_citizen is not None
+            and (stored_citizen.chat_id, stored_citizen.lang) == (int(chat_id), lang)
+        ):  # most updates on PostgreSQL: one statement
+            return self._answer_and_mark(
+                update_id, case_id, user_key, session, state, now, finished, expected_version
+            )
         try:
             with self._raw_tx(write=True) as cursor:
                 if update_id is not None:
@@ -927,6 +990,45 @@ class SqlRepository:
                 return self._insert_case(cursor, citizen_id, session, state, now, finished)
         except _AlreadyProcessed:
             return None
+
+    def _answer_and_mark(
+        self,
+        update_id: int,
+        case_id: int,
+        user_key: str,
+        new_session: dict[str, Any],
+        state: str,
+        now: datetime,
+        finished: bool,
+        expected_version: int,
+    ) -> CaseRecord | None:
+        """``apply_update`` for an answer with nothing to change on the citizen, on
+        PostgreSQL: ``_STORE_ANSWER_AND_MARK``, alone in autocommit outside a batch."""
+        hot = self._hot
+        assert hot.store_answer_and_mark is not None
+        with self._raw_tx(write=True, one_statement=True) as cursor:
+            (row,) = hot.store_answer_and_mark.rows(
+                cursor,
+                update_id=int(update_id),
+                case_id=case_id,
+                user_key=user_key,
+                expected_version=expected_version,
+                new_session=new_session,
+                new_state=state,
+                now=now,
+                finished_at=now if finished else None,
+            )
+            if row["id"] is None:  # nothing stored, nor the update id
+                if row["processed_before"]:
+                    return None
+                if not hot.case_owner.rows(cursor, case_id=case_id, user_key=user_key):
+                    raise CaseNotFound(f"case {case_id} not found for this citizen")
+                raise StaleSession("the case changed since it was read")
+        names = CaseRecord.__slots__  # type: ignore[attr-defined]
+        values = {name: row[name] for name in names if name not in ("session", "reasons")}
+        values["session"] = _stored_json(new_session)
+        values["reasons"] = list(row["reasons"] or [])
+        return CaseRecord(**values)
 
     def _refresh_citizen(self, cursor: Any, stored: CitizenRecord, chat_id: int, lang: str) -> None:
         """Write the citizen's chat id and language where they differ from ``stored``: an

@@ -665,3 +665,35 @@ def test_deleting_a_citizen_or_purging_leaves_no_plaintext_remembered(repo, ciph
     assert cipher.remembered > 0
     repo.purge(NOW, retention_days=90)
     assert cipher.remembered == 0
+
+
+def test_an_answer_as_the_bot_stores_it_is_applied_once_and_only_at_its_version(repo):
+    """The path every answer takes in the bot (the citizen as read with the case, nothing of
+    theirs changed; on PostgreSQL one statement): stored once, its update id with it; a
+    redelivery, an answer decided from an older version and someone else's case store
+    nothing, not even the update id."""
+    new_case(repo, 1)
+    seen = repo.snapshot(USER_ID, None)
+
+    def answer(update_id: int, version: int, case_id: int = seen.case.id, user_id: int = USER_ID, **kw):
+        return repo.apply_update(
+            update_id, user_id=user_id, chat_id=user_id, lang="nb", session={"state": "q2", **kw},
+            state="q2", now=later(1), case_id=case_id, expected_version=version,
+            stored_citizen=seen.citizen,
+        )  # fmt: skip
+
+    stored = answer(2, seen.case.version, finished_at="x")
+    assert stored.version == seen.case.version + 1 and stored.session == {"state": "q2", "finished_at": "x"}
+    assert stored.updated_at == later(1) and stored.label == seen.case.label
+    assert repo.snapshot(USER_ID, 2).processed
+
+    assert answer(2, stored.version) is None  # redelivered: applied before
+    with pytest.raises(StaleSession):
+        answer(3, seen.case.version)  # decided from the version before
+    assert not repo.snapshot(USER_ID, 3).processed  # so deciding again may apply it
+    other = new_case(repo, 4, user_id=OTHER_USER)
+    with pytest.raises(CaseNotFound):
+        answer(5, other.version, case_id=other.id)
+    assert not repo.snapshot(USER_ID, 5).processed
+    after = repo.snapshot(USER_ID, None).case
+    assert after.version == stored.version and after.session == stored.session
