@@ -367,18 +367,22 @@ _MARK_PROCESSED = {
     name: dialect.insert(_PROCESSED).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
     for name, dialect in (("postgresql", pg_dialect), ("sqlite", sqlite_dialect))
 }
+_UPDATE_APPLIED = exists().where(_PROCESSED.c.update_id == bindparam("update_id"))
 _CITIZEN_ID_BY_USER_KEY = (
     select(_CITIZENS.c.id).where(_CITIZENS.c.user_key == bindparam("user_key")).scalar_subquery()
 )
 
 
-def _store_answer(*, compare_version: bool) -> Any:
+def _store_answer(*, compare_version: bool, unless_processed: bool = False) -> Any:
     """An answer to an existing case: stored only if the case belongs to the citizen (and,
-    with ``compare_version``, is still at the version the caller decided from). Every column
+    with ``compare_version``, is still at the version the caller decided from; with
+    ``unless_processed``, only if update ``update_id`` was not applied before). Every column
     but the session comes back, as stored."""
     where = [_CASES.c.id == bindparam("case_id"), _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY]
     if compare_version:
         where.append(_CASES.c.version == bindparam("expected_version"))
+    if unless_processed:
+        where.append(~_UPDATE_APPLIED)
     finished_at = bindparam("finished_at", type_=_CASES.c.finished_at.type)
     return (
         update(_CASES)
@@ -405,26 +409,7 @@ def _store_answer_and_mark() -> Any:
     ``_STORE_ANSWER``); the update id is recorded only with the answer (data-modifying CTEs).
     One row comes back: ``processed_before``, and the stored case's columns (NULL if nothing
     was stored)."""
-    already = exists().where(_PROCESSED.c.update_id == bindparam("update_id"))
-    finished_at = bindparam("finished_at", type_=_CASES.c.finished_at.type)
-    stored = (
-        update(_CASES)
-        .where(
-            _CASES.c.id == bindparam("case_id"),
-            _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY,
-            _CASES.c.version == bindparam("expected_version"),
-            ~already,
-        )
-        .values(
-            session=bindparam("new_session", type_=_CASES.c.session.type),
-            state=bindparam("new_state"),
-            updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
-            finished_at=func.coalesce(_CASES.c.finished_at, finished_at),
-            version=_CASES.c.version + 1,
-        )
-        .returning(*(c for c in _CASES.c if c.name != "session"))
-        .cte("stored")
-    )
+    stored = _store_answer(compare_version=True, unless_processed=True).cte("stored")
     marked = (
         pg_dialect.insert(_PROCESSED)
         .from_select(
@@ -437,8 +422,11 @@ def _store_answer_and_mark() -> Any:
         .returning(_PROCESSED.c.update_id)
         .cte("marked")
     )
-    one_row = select(already.label("processed_before"), func.count().label("marked")).select_from(marked)
-    first = one_row.subquery("outcome")
+    first = (
+        select(_UPDATE_APPLIED.label("processed_before"), func.count().label("marked"))
+        .select_from(marked)
+        .subquery("outcome")
+    )
     return select(first.c.processed_before, *stored.c).select_from(first.outerjoin(stored, true()))
 
 
