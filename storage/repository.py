@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import (
@@ -562,6 +562,35 @@ def _stored_json(value: Any) -> Any:
     return json.loads(json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False))
 
 
+def _answer_binds(
+    case_id: int,
+    user_key: str,
+    expected_version: int | None,
+    new_session: dict[str, Any],
+    state: str,
+    now: datetime,
+    finished: bool,
+) -> dict[str, Any]:
+    """The bind values of the statements that store an answer on a case (``_store_answer``)."""
+    return {
+        "case_id": case_id,
+        "user_key": user_key,
+        "expected_version": expected_version,
+        "new_session": new_session,
+        "new_state": state,
+        "now": now,
+        "finished_at": now if finished else None,
+    }
+
+
+def _stored_case(values: dict[str, Any], new_session: dict[str, Any]) -> CaseRecord:
+    """The case record after an answer was stored: ``values`` as the statement returned them,
+    the session as stored (not the caller's dict, which the caller may still change)."""
+    values["session"] = _stored_json(new_session)
+    values["reasons"] = list(values["reasons"] or [])
+    return CaseRecord(**values)
+
+
 def _relay_record(row: RelayMessage) -> RelayRecord:
     assert row.id is not None
     return RelayRecord(
@@ -994,29 +1023,23 @@ class SqlRepository:
         PostgreSQL: ``_STORE_ANSWER_AND_MARK``, alone in autocommit outside a batch."""
         hot = self._hot
         assert hot.store_answer_and_mark is not None
+        binds = _answer_binds(case_id, user_key, expected_version, new_session, state, now, finished)
         with self._raw_tx(write=True, one_statement=True) as cursor:
-            (row,) = hot.store_answer_and_mark.rows(
-                cursor,
-                update_id=int(update_id),
-                case_id=case_id,
-                user_key=user_key,
-                expected_version=expected_version,
-                new_session=new_session,
-                new_state=state,
-                now=now,
-                finished_at=now if finished else None,
-            )
+            (row,) = hot.store_answer_and_mark.rows(cursor, update_id=int(update_id), **binds)
             if row["id"] is None:  # nothing stored, nor the update id
                 if row["processed_before"]:
                     return None
-                if not hot.case_owner.rows(cursor, case_id=case_id, user_key=user_key):
-                    raise CaseNotFound(f"case {case_id} not found for this citizen")
-                raise StaleSession("the case changed since it was read")
+                self._raise_missing_or_stale(cursor, case_id, user_key)
         names = CaseRecord.__slots__  # type: ignore[attr-defined]
-        values = {name: row[name] for name in names if name not in ("session", "reasons")}
-        values["session"] = _stored_json(new_session)
-        values["reasons"] = list(row["reasons"] or [])
-        return CaseRecord(**values)
+        values = {name: row[name] for name in names if name != "session"}
+        return _stored_case(values, new_session)
+
+    def _raise_missing_or_stale(self, cursor: Any, case_id: int, user_key: str) -> NoReturn:
+        """Why a compare-and-set on ``case_id`` matched no row: CaseNotFound if the case is
+        not this citizen's (or gone), StaleSession if it changed since it was read."""
+        if not self._hot.case_owner.rows(cursor, case_id=case_id, user_key=user_key):
+            raise CaseNotFound(f"case {case_id} not found for this citizen")
+        raise StaleSession("the case changed since it was read")
 
     def _refresh_citizen(self, cursor: Any, stored: CitizenRecord, chat_id: int, lang: str) -> None:
         """Write the citizen's chat id and language where they differ from ``stored``: an
@@ -1051,28 +1074,15 @@ class SqlRepository:
         compare-and-set UPDATE, no read of the session and no decryption of it."""
         hot = self._hot
         store = hot.store_any_answer if expected_version is None else hot.store_answer
-        rows = store.rows(
-            cursor,
-            case_id=case_id,
-            user_key=user_key,
-            expected_version=expected_version,
-            new_session=new_session,
-            new_state=state,
-            now=now,
-            finished_at=now if finished else None,
-        )
+        binds = _answer_binds(case_id, user_key, expected_version, new_session, state, now, finished)
+        rows = store.rows(cursor, **binds)
         if not rows:
-            if not hot.case_owner.rows(cursor, case_id=case_id, user_key=user_key):
-                raise CaseNotFound(f"case {case_id} not found for this citizen")
-            raise StaleSession("the case changed since it was read")
-        values = rows[0]
+            self._raise_missing_or_stale(cursor, case_id, user_key)
         if stored_citizen is None:
             (stored,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
             stored_citizen = CitizenRecord(stored["id"], int(stored["chat_id"]), stored["lang"])
         self._refresh_citizen(cursor, stored_citizen, chat_id, lang)
-        values["session"] = _stored_json(new_session)  # what was stored, not the caller's dict
-        values["reasons"] = list(values["reasons"] or [])
-        return CaseRecord(**values)
+        return _stored_case(rows[0], new_session)
 
     def _ensure_citizen(self, cursor: Any, user_key: str, chat_id: int, lang: str, now: datetime) -> int:
         """The citizen's id, created if missing; a stored citizen's chat id and language are
