@@ -83,6 +83,7 @@ class BenchStandIn(TelegramStandIn):
         self.injected: dict[int, float] = {}
         self.arrivals: dict[int, list[Arrival]] = defaultdict(list)
         self.requests = 0
+        self.last_sent = 0.0  # when the bot last sent or edited a message
         self._chat_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
         self._group_listeners: list[asyncio.Queue[SentMessage]] = []
         self._http: aiohttp.ClientSession | None = None
@@ -102,7 +103,19 @@ class BenchStandIn(TelegramStandIn):
             chat = self._coerce_chat(params.get("chat_id"))
             if isinstance(chat, int):
                 self.arrivals[chat].append(Arrival(_arrived.get() or now(), lowered, chat, params))
+            self.last_sent = now()
         return await super()._dispatch(method, params)
+
+    async def settle(self, quiet: float = 1.0, cap: float = 60.0) -> float:
+        """Wait until the bot has sent nothing for ``quiet`` seconds (at most ``cap``): the
+        work a phase left behind (the therapists' last claims, their journals and cards) is
+        then done and does not count against the next phase. Returns the seconds waited."""
+        started = now()
+        while now() - started < cap:
+            if now() - self.last_sent >= quiet:
+                break
+            await asyncio.sleep(max(0.05, quiet - (now() - self.last_sent)))
+        return now() - started
 
     async def _m_get_updates(self, params: dict[str, Any]) -> list[dict]:
         updates = await super()._m_get_updates(params)
@@ -623,6 +636,11 @@ def median(values: list[float]) -> float:
 
 def reply_latencies(tg: BenchStandIn, citizens: list[Citizen]) -> list[float]:
     """Per citizen update: handed to the bot -> the first send to that chat arriving after."""
+    return [latency for _, latency in timed_reply_latencies(tg, citizens)]
+
+
+def timed_reply_latencies(tg: BenchStandIn, citizens: list[Citizen]) -> list[tuple[float, float]]:
+    """``reply_latencies`` with the time each update was handed to the bot."""
     latencies = []
     for citizen in citizens:
         arrivals = [a.t for a in tg.arrivals.get(citizen.user_id, ()) if a.method in SEND_METHODS]
@@ -634,9 +652,24 @@ def reply_latencies(tg: BenchStandIn, citizens: list[Citizen]) -> list[float]:
             while position < len(arrivals) and arrivals[position] < handed:
                 position += 1
             if position < len(arrivals):
-                latencies.append(arrivals[position] - handed)
+                latencies.append((handed, arrivals[position] - handed))
                 position += 1
     return latencies
+
+
+def slow_seconds(timed: list[tuple[float, float]], start: float, over: float = 0.05) -> str:
+    """Where the slow replies were: each second of the run (from ``start``) with a reply
+    slower than ``over``, as "second: replies over / slowest ms", for finding what stalls."""
+    by_second: dict[int, list[float]] = {}
+    for handed, latency in timed:
+        if latency > over:
+            by_second.setdefault(int(handed - start), []).append(latency)
+    return (
+        ", ".join(
+            f"{second}s: {len(slow)}/{1000 * max(slow):.0f}" for second, slow in sorted(by_second.items())
+        )
+        or "none"
+    )
 
 
 def card_latencies(tg: BenchStandIn, case_of: dict[int, int], citizens: list[Citizen]) -> list[float]:
