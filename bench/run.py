@@ -217,9 +217,11 @@ async def load_phases(backend: str, args: argparse.Namespace, workdir: Path) -> 
             paced = make_citizens(tg, args.citizens, first_id=200_000, seed=args.seed + 2, think=args.think)
             if args.profile:
                 await bot.start_profile(args.profile_dir / f"bot-{backend}-{args.transport}-paced.txt")
-            t0 = now()
+            cpu0, own0, t0 = bot.cpu_seconds(), time.process_time(), now()
             elapsed, cut = await crowd(paced, screen, cap=args.latency_cap)
             t1 = now()
+            out["paced_bot_cpu_share"] = (bot.cpu_seconds() - cpu0) / elapsed
+            out["paced_harness_cpu_share"] = (time.process_time() - own0) / elapsed
             await bot.stop_profile()
             await asyncio.sleep(1.0)  # replies to updates in flight when the window closed
             timed = timed_reply_latencies(tg, paced)
@@ -242,7 +244,9 @@ async def load_phases(backend: str, args: argparse.Namespace, workdir: Path) -> 
                 f"{backend}: reply p50 {1000 * out['reply_p50']:.0f} ms p99 {1000 * out['reply_p99']:.0f} ms "
                 f"({len(lat)} replies, {out['paced_rate']:.0f} updates/s); card p99 "
                 f"{1000 * out['card_p99']:.0f} ms ({len(cards)} cards); replies over 50 ms by second "
-                f"of the run (count/slowest ms): {out['slow_seconds']}"
+                f"of the run (count/slowest ms): {out['slow_seconds']}; CPU, share of one core: bot "
+                f"{out['paced_bot_cpu_share']:.0%}, this harness (stand-in and citizens) "
+                f"{out['paced_harness_cpu_share']:.0%}"
             )
             out["peak_rss"] = bot.peak_rss()
             await therapists.stop()
