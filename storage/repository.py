@@ -336,6 +336,8 @@ def _case_record(row: Case) -> CaseRecord:
 _CASES = Case.__table__  # type: ignore[attr-defined]
 _CITIZENS = Citizen.__table__  # type: ignore[attr-defined]
 _PROCESSED = ProcessedUpdate.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_RELAYS = RelayMessage.__table__  # type: ignore[attr-defined]
 
 # The per-update statements, built once (building a statement costs as much as running it)
 _CURRENT_CASE = (
@@ -518,6 +520,44 @@ _SET_CARD = (
 )
 _CASE_EXISTS = select(_CASES.c.id).where(_CASES.c.id == bindparam("case_id"))
 
+# A therapist's claim, and what it reads and records: every claim runs these, and through the
+# ORM they cost four to eight times the statement (docs/performance.md)
+_CASE_BY_ID = select(_CASES).where(_CASES.c.id == bindparam("case_id"))
+_CITIZEN_OF_CASE = (
+    select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang)
+    .join(_CASES, _CASES.c.citizen_id == _CITIZENS.c.id)
+    .where(_CASES.c.id == bindparam("case_id"))
+)
+_CLAIM = (
+    update(_CASES)
+    .where(
+        _CASES.c.id == bindparam("case_id"),
+        _CASES.c.status == STATUS_OPEN,
+        _CASES.c.claimed_by.is_(None),
+    )
+    .values(
+        status=STATUS_CLAIMED,
+        claimed_by=bindparam("therapist_id"),
+        claimed_at=bindparam("now", type_=_CASES.c.claimed_at.type),
+        updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
+    )
+)
+_UNDELIVERED_RELAYS = (
+    select(_RELAYS)
+    .where(_RELAYS.c.case_id == bindparam("case_id"), _RELAYS.c.delivered_at.is_(None))
+    .order_by(_RELAYS.c.created_at.asc(), _RELAYS.c.id.asc())
+)
+_NEW_AUDIT = (
+    insert(_AUDIT)
+    .values(
+        at=bindparam("now", type_=_AUDIT.c.at.type),
+        actor=bindparam("actor"),
+        action=bindparam("action"),
+        case_id=bindparam("case_id", type_=_AUDIT.c.case_id.type),
+    )
+    .returning(_AUDIT.c.id)
+)
+
 
 class _HotPath:
     """The statements every update runs, compiled once for the repository's dialect and run
@@ -527,6 +567,7 @@ class _HotPath:
         "case_owner", "citizen_by_user_key", "mark_processed", "new_case", "new_citizen",
         "open_case_of_citizen", "snapshot", "store_answer", "store_any_answer", "update_citizen",
         "case_for_update", "set_routing", "set_card", "case_exists", "store_answer_and_mark",
+        "case_by_id", "citizen_of_case", "claim", "new_audit", "undelivered_relays",
     )  # fmt: skip
 
     def __init__(self, dialect: Any) -> None:
@@ -544,6 +585,11 @@ class _HotPath:
         self.set_routing = {reasons: Prepared(stmt, dialect) for reasons, stmt in _SET_ROUTING.items()}
         self.set_card = Prepared(_SET_CARD, dialect)
         self.case_exists = Prepared(_CASE_EXISTS, dialect)
+        self.case_by_id = Prepared(_CASE_BY_ID, dialect)
+        self.citizen_of_case = Prepared(_CITIZEN_OF_CASE, dialect)
+        self.claim = Prepared(_CLAIM, dialect)
+        self.new_audit = Prepared(_NEW_AUDIT, dialect)
+        self.undelivered_relays = Prepared(_UNDELIVERED_RELAYS, dialect)
         self.store_answer_and_mark = (
             Prepared(_STORE_ANSWER_AND_MARK, dialect) if dialect.name == "postgresql" else None
         )
@@ -1197,15 +1243,11 @@ class SqlRepository:
     def claim(self, case_id: int, therapist_id: int, now: datetime) -> bool:
         """Compare-and-set: exactly one caller wins an open, unclaimed case, also across
         processes (a single conditional UPDATE; the row lock serialises the racers)."""
-        now = _utc(now)
-        return self._set_case_if(
-            case_id,
-            (Case.status == STATUS_OPEN, col(Case.claimed_by).is_(None)),
-            status=STATUS_CLAIMED,
-            claimed_by=int(therapist_id),
-            claimed_at=now,
-            updated_at=now,
-        )
+        with self._raw_tx(write=True, one_statement=True) as cursor:
+            won = self._hot.claim.count(
+                cursor, case_id=case_id, therapist_id=int(therapist_id), now=_utc(now)
+            )
+        return won == 1
 
     def release(self, case_id: int, therapist_id: int, now: datetime) -> bool:
         """Give a claimed case back to the queue; only its claimer can."""
@@ -1263,11 +1305,9 @@ class SqlRepository:
 
     def citizen_for_case(self, case_id: int) -> CitizenRecord | None:
         """Whom to write to about a case (None once the citizen deleted their data)."""
-        with self._tx(write=False) as db:
-            row = db.scalars(
-                select(Citizen).join(Case, col(Case.citizen_id) == col(Citizen.id)).where(Case.id == case_id)
-            ).first()
-            return _citizen_record(row) if row is not None else None
+        with self._raw_tx(write=False) as cursor:
+            rows = self._hot.citizen_of_case.rows(cursor, case_id=case_id)
+        return CitizenRecord(rows[0]["id"], int(rows[0]["chat_id"]), rows[0]["lang"]) if rows else None
 
     def open_cases(self) -> list[CaseRecord]:
         """Cases handed to the therapists and not closed: most urgent first, then oldest."""
@@ -1306,9 +1346,9 @@ class SqlRepository:
             return [WaitingCase(*row) for row in rows]
 
     def case(self, case_id: int) -> CaseRecord | None:
-        with self._tx(write=False) as db:
-            row = db.get(Case, case_id)
-            return _case_record(row) if row is not None else None
+        with self._raw_tx(write=False) as cursor:
+            rows = self._hot.case_by_id.rows(cursor, case_id=case_id)
+        return _case_record_from_row(rows[0]) if rows else None
 
     def case_by_label(self, label: str) -> CaseRecord | None:
         with self._tx(write=False) as db:
@@ -1367,13 +1407,11 @@ class SqlRepository:
 
     def audit(self, actor: str, action: str, case_id: int | None, now: datetime) -> int:
         """Append an audit event (no health data, no citizen identifiers). Returns its id."""
-        now = _utc(now)
-        with self._tx(write=True) as db:
-            event_row = AuditEvent(at=now, actor=str(actor), action=action, case_id=case_id)
-            db.add(event_row)
-            db.flush()
-            assert event_row.id is not None
-            return event_row.id
+        with self._raw_tx(write=True, one_statement=True) as cursor:
+            (row,) = self._hot.new_audit.rows(
+                cursor, now=_utc(now), actor=str(actor), action=action, case_id=case_id
+            )
+        return int(row["id"])
 
     def audit_log(self, *, actor: str | None = None, case_id: int | None = None) -> list[AuditRecord]:
         stmt = select(AuditEvent).order_by(col(AuditEvent.at).asc(), col(AuditEvent.id).asc())
@@ -1447,13 +1485,9 @@ class SqlRepository:
 
     def undelivered_relays(self, case_id: int) -> list[RelayRecord]:
         """Messages of the case not yet delivered, oldest first."""
-        with self._tx(write=False) as db:
-            rows = db.scalars(
-                select(RelayMessage)
-                .where(RelayMessage.case_id == case_id, col(RelayMessage.delivered_at).is_(None))
-                .order_by(col(RelayMessage.created_at).asc(), col(RelayMessage.id).asc())
-            ).all()
-            return [_relay_record(row) for row in rows]
+        with self._raw_tx(write=False) as cursor:
+            rows = self._hot.undelivered_relays.rows(cursor, case_id=case_id)
+        return [RelayRecord(**row) for row in rows]
 
     def mark_delivered(self, ids: Iterable[int], now: datetime) -> int:
         ids = list(ids)
