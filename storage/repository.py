@@ -521,7 +521,7 @@ _SET_CARD = (
 _CASE_EXISTS = select(_CASES.c.id).where(_CASES.c.id == bindparam("case_id"))
 
 # A therapist's claim, and what it reads and records: every claim runs these, and through the
-# ORM they cost four to eight times the statement (docs/performance.md)
+# ORM they cost five to nine times as much CPU (docs/performance.md)
 _CASE_BY_ID = select(_CASES).where(_CASES.c.id == bindparam("case_id"))
 _CITIZEN_OF_CASE = (
     select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang)
@@ -560,8 +560,8 @@ _NEW_AUDIT = (
 
 
 class _HotPath:
-    """The statements every update runs, compiled once for the repository's dialect and run
-    on the driver's cursor (:mod:`storage.prepared`)."""
+    """The statements every update and every claim runs, compiled once for the repository's
+    dialect and run on the driver's cursor (:mod:`storage.prepared`)."""
 
     __slots__ = (
         "case_owner", "citizen_by_user_key", "mark_processed", "new_case", "new_citizen",
