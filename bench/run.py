@@ -15,7 +15,7 @@ dropped afterwards) and a fresh key, and measures, per backend:
    POST) to the bot's reply request arriving there, with N citizens at a brisk human pace
    (``--think`` seconds between reading a reply and answering, 0.5x-1.5x at random). It
    starts once the bot has sent nothing for a second (``BenchStandIn.settle``): the
-   therapists' last claims of phase 1 (journals, cards, notes to citizens) took up to 3 s
+   therapists' last claims of phase 1 (journals, cards, notes to citizens) took 1-5 s
    more and were counted against the first seconds of this phase. The seconds with replies
    over 50 ms are printed, to tell a stall from a spread;
 3. risk answer (PHQ-9 item 9 >= 2, or a typed crisis phrase) to the card request in the

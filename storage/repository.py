@@ -308,6 +308,11 @@ def _citizen_record(row: Citizen) -> CitizenRecord:
     return CitizenRecord(id=row.id, chat_id=int(row.chat_id), lang=row.lang)
 
 
+def _citizen_from_row(row: Mapping[str, Any]) -> CitizenRecord:
+    """A citizen read with a prepared statement (``id``, ``chat_id``, ``lang``)."""
+    return CitizenRecord(row["id"], int(row["chat_id"]), row["lang"])
+
+
 def _case_record(row: Case) -> CaseRecord:
     assert row.id is not None
     return CaseRecord(
@@ -1126,7 +1131,7 @@ class SqlRepository:
             self._raise_missing_or_stale(cursor, case_id, user_key)
         if stored_citizen is None:
             (stored,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
-            stored_citizen = CitizenRecord(stored["id"], int(stored["chat_id"]), stored["lang"])
+            stored_citizen = _citizen_from_row(stored)
         self._refresh_citizen(cursor, stored_citizen, chat_id, lang)
         return _stored_case(rows[0], new_session)
 
@@ -1140,7 +1145,7 @@ class SqlRepository:
         if created:
             return int(created[0]["id"])
         (row,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
-        stored = CitizenRecord(row["id"], int(row["chat_id"]), row["lang"])
+        stored = _citizen_from_row(row)
         self._refresh_citizen(cursor, stored, chat_id, lang)
         return stored.id
 
@@ -1307,7 +1312,7 @@ class SqlRepository:
         """Whom to write to about a case (None once the citizen deleted their data)."""
         with self._raw_tx(write=False) as cursor:
             rows = self._hot.citizen_of_case.rows(cursor, case_id=case_id)
-        return CitizenRecord(rows[0]["id"], int(rows[0]["chat_id"]), rows[0]["lang"]) if rows else None
+        return _citizen_from_row(rows[0]) if rows else None
 
     def open_cases(self) -> list[CaseRecord]:
         """Cases handed to the therapists and not closed: most urgent first, then oldest."""
