@@ -6,7 +6,9 @@ statements but what surrounds them: the hop to a thread and back, taking a poole
 connection, BEGIN and COMMIT. :class:`Batcher` takes every call that arrives while the
 previous batch is running and runs them together: one thread hop, one transaction, one
 commit. Nothing waits for a timer, so a lone update is not delayed; batches grow only with
-the load, which is when they pay.
+the load, which is when they pay. Reads and writes queue in separate lanes: a read does not
+wait for a batch of writes to finish its statements and commit (on PostgreSQL, under the
+benchmark's paced load, that wait was most of a reply's time; docs/performance.md).
 
 Each caller still gets its own result, and only once the batch is committed: an answer is
 never acknowledged before it is stored. If one call of a batch fails (a stale session, a
@@ -20,9 +22,10 @@ Only repository methods marked :func:`batchable` (the prepared-statement hot pat
 batches; any other call runs on a thread of its own, as before.
 
 A read may also name a variant that runs on the event loop where it cannot wait
-(``SqlRepository.snapshot_at_once``, :mod:`storage.at_once`). It is used when no batch is
-running: then the read would be a batch of one, and the hop to a thread and back costs more
-than the read. Under load the read joins the batch, where the hop is shared.
+(``SqlRepository.snapshot_at_once``, :mod:`storage.at_once`). It is used when no batch of
+reads is running: then the read would be a batch of one, and the hop to a thread and back
+costs more than the read. When reads are already queueing, it joins their next batch, where
+the hop is shared.
 """
 
 from __future__ import annotations
@@ -80,19 +83,36 @@ class _Call:
     future: asyncio.Future[Any]
 
 
+class _Lane:
+    """Calls waiting for a batch, and whether one is running; each lane runs one batch at a
+    time."""
+
+    __slots__ = ("draining", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: list[_Call] = []
+        self.draining = False
+
+
 class Batcher:
     """Runs a repository's calls with group commit; awaited like ``asyncio.to_thread``:
     ``await batcher(repo.apply_update, update_id, ...)``.
 
     ``store.run_batch(calls)`` (:meth:`storage.SqlRepository.run_batch`) runs a list of
     ``(callable, writes)`` in one transaction and returns one :class:`Outcome` per call.
+
+    Reads and writes have a lane each, so a read never queues behind a write batch's
+    statements and commit. The writes still run one batch at a time (SQLite has one writer;
+    on PostgreSQL, batches of writes side by side could lock rows in opposite orders). A
+    read sees everything committed before it was called, which is all a caller can rely on:
+    the calls of one chat are made one after another.
     """
 
     def __init__(self, store: Any, *, max_batch: int = MAX_BATCH) -> None:
         self._store = store
         self._max_batch = max_batch
-        self._waiting: list[_Call] = []
-        self._draining = False
+        self._reads = _Lane()
+        self._writes = _Lane()
         self.batches = 0  # batches run, and calls in them (for benchmarks and tests)
         self.calls = 0
         self.at_once = 0  # reads answered at once, on the event loop
@@ -101,31 +121,32 @@ class Batcher:
         writes = getattr(fn, BATCH_MARK, None)
         if writes is None:  # not a hot-path method: a thread of its own
             return await asyncio.to_thread(partial(fn, *args, **kwargs))
-        if not self._draining and (variant := _at_once_variant(fn)) is not None:
+        lane = self._writes if writes else self._reads
+        if not lane.draining and (variant := _at_once_variant(fn)) is not None:
             value = variant(*args, **kwargs)
             if value is not None:
                 self.at_once += 1
                 return value
         loop = asyncio.get_running_loop()
         call = _Call(partial(fn, *args, **kwargs), writes, loop.create_future())
-        self._waiting.append(call)
-        if not self._draining:
-            self._draining = True
-            loop.create_task(self._drain())  # next loop turn: calls made meanwhile join
+        lane.waiting.append(call)
+        if not lane.draining:
+            lane.draining = True
+            loop.create_task(self._drain(lane))  # next loop turn: calls made meanwhile join
         return await call.future
 
-    async def _drain(self) -> None:
+    async def _drain(self, lane: _Lane) -> None:
         try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
+            while lane.waiting:
+                batch = lane.waiting[: self._max_batch]
+                del lane.waiting[: self._max_batch]
                 await self._run(batch)
         finally:
-            self._draining = False
-            if self._waiting:  # cancelled while calls were waiting: they must not hang
-                for call in self._waiting:
+            lane.draining = False
+            if lane.waiting:  # cancelled while calls were waiting: they must not hang
+                for call in lane.waiting:
                     _resolve(call.future, Outcome(error=RuntimeError("the database batch was cancelled")))
-                self._waiting.clear()
+                lane.waiting.clear()
 
     async def _run(self, batch: Sequence[_Call]) -> None:
         self.batches += 1

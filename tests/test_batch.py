@@ -4,6 +4,7 @@ transaction, and one caller's fault never becomes another's."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from functools import partial
 
 from storage import Batcher, SqlRepository, StaleSession
@@ -135,6 +136,40 @@ async def test_when_a_batch_cannot_run_every_caller_gets_the_error_and_later_cal
     assert all(isinstance(r, RuntimeError) for r in results)
     store.fail = False
     assert await asyncio.gather(*(batcher(store.write, n) for n in range(5))) == list(range(5))
+
+
+class _SlowWriteStore:
+    """A store whose write batch holds until released, as a slow commit would."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    @batchable(writes=True)
+    def write(self, value: int) -> int:
+        if not self.release.wait(timeout=10):
+            raise TimeoutError("never released")
+        return value
+
+    @batchable(writes=False)
+    def read(self, value: int) -> int:
+        return value
+
+    def run_batch(self, calls):
+        return [Outcome(call()) for call, _ in calls]
+
+
+async def test_a_read_does_not_queue_behind_a_write_batch_in_flight():
+    store = _SlowWriteStore()
+    batcher = Batcher(store)
+    writing = asyncio.ensure_future(batcher(store.write, 1))
+    queued = asyncio.ensure_future(batcher(store.write, 2))  # waits for the batch in flight
+    await asyncio.sleep(0.05)
+    try:
+        assert await asyncio.wait_for(batcher(store.read, 3), timeout=2) == 3
+        assert not writing.done() and not queued.done()
+    finally:
+        store.release.set()
+    assert (await writing, await queued) == (1, 2)
 
 
 def test_batch_size_is_bounded(repo):
