@@ -200,6 +200,21 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+async def _send_message(bot: Any, chat_id: int, text: str, **fields: Any) -> int:
+    """``bot.send_message`` without turning Telegram's answer into a ``Message``: only its
+    id is used, and PTB's parsing of the whole message (sender, chat, the keyboard echoed
+    back) cost about 200 us per message, a tenth of an update's CPU (docs/performance.md).
+    ``Bot._post`` is the request ``send_message`` makes, defaults, rate limiter and error
+    mapping included. It is private in PTB, so the version is pinned (<23) and
+    tests/test_outbox.py drives this against the real ``Bot``; a bot without it (a test
+    double) gets the public method."""
+    post = getattr(bot, "_post", None)
+    if post is None:
+        return (await bot.send_message(chat_id, text, **fields)).message_id
+    sent = await post("sendMessage", {"chat_id": chat_id, "text": text, **fields})
+    return int(sent["message_id"])
+
+
 def _markup(options: Keyboard) -> Any:
     # imported late: bot.telegram imports the whole adapter and will import this module
     from bot.telegram import keyboard
@@ -342,8 +357,7 @@ class Outbox:
             kwargs["reply_parameters"] = ReplyParameters(reply_to, allow_sending_without_reply=True)
 
         async def call() -> int:
-            message = await self.bot.send_message(chat_id, text, **kwargs)
-            return message.message_id
+            return await _send_message(self.bot, chat_id, text, **kwargs)
 
         return await self._submit("send", chat_id, urgent, call)
 

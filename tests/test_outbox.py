@@ -305,3 +305,40 @@ async def test_stop_drains_and_then_refuses() -> None:
         assert await asyncio.wait_for(asyncio.gather(*sends), 1) == [1] * 40
         with pytest.raises(OutboxClosed):
             await outbox.send(CITIZEN, "stopped")
+
+
+async def test_a_send_does_not_parse_telegrams_answer_into_a_message(monkeypatch) -> None:
+    """Only the id of a sent message is used; PTB's Message parsing was a tenth of an
+    update's CPU (bot/outbox.py ``_send_message``)."""
+    import telegram
+
+    def not_wanted(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the answer was parsed into a Message")
+
+    async with running() as (tg, outbox):
+        monkeypatch.setattr(telegram.Message, "de_json", not_wanted)
+        first = await outbox.send(CITIZEN, "Hei")
+        second = await outbox.send(CITIZEN, "Hei igjen", reply_to=first)
+    assert (first, second) == (1, 2)
+    assert tg.last_message_to(CITIZEN).reply_to_message_id == first
+
+
+async def test_a_bot_without_the_private_request_still_sends_through_the_public_method() -> None:
+    """If a PTB release drops ``Bot._post``, messages still go out (the slower way)."""
+
+    class PublicOnly:
+        def __init__(self) -> None:
+            self.sent: list[tuple[int, str]] = []
+
+        async def send_message(self, chat_id: int, text: str, **fields: Any) -> Any:
+            self.sent.append((chat_id, text))
+            return type("Sent", (), {"message_id": len(self.sent)})()
+
+    bot = PublicOnly()
+    outbox = Outbox(bot, enabled=False)
+    await outbox.start()
+    try:
+        assert await outbox.send(CITIZEN, "Ring 113", urgent=True) == 1
+    finally:
+        await outbox.stop()
+    assert bot.sent == [(CITIZEN, "Ring 113")]
