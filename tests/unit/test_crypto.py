@@ -88,6 +88,14 @@ def test_lookup_key_is_a_keyed_hmac_from_a_derived_key():
     assert repr(lookup) == "<LookupKey>"
 
 
+def test_a_lookup_never_changes_for_the_same_secret():
+    """Every stored citizen is found by this digest: a change of how it is computed would
+    lose them all. The value was computed with hmac.new(...).hexdigest() (before 2026-12-04)."""
+    assert LookupKey(bytes(range(32))).digest("123456789") == (
+        "805a67eb173f1fca7a2b84ad140ece2f3ab040dc109a80b0ef3d844dedde6d14"
+    )
+
+
 @pytest.mark.parametrize("secret", [b"", b"short", b"x" * 31, b"x" * 33, "x" * 32, None])
 def test_lookup_secret_must_be_32_bytes(secret):
     with pytest.raises(ValueError):
