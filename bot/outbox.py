@@ -215,6 +215,16 @@ async def _send_message(bot: Any, chat_id: int, text: str, **fields: Any) -> int
     return int(sent["message_id"])
 
 
+async def _edit_message_text(bot: Any, chat_id: int, message_id: int, text: str, **fields: Any) -> None:
+    """``bot.edit_message_text``, likewise without parsing the answer (every answer of a
+    case handed over refreshes its card)."""
+    post = getattr(bot, "_post", None)
+    if post is None:
+        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, **fields)
+        return
+    await post("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text, **fields})
+
+
 def _markup(options: Keyboard) -> Any:
     # imported late: bot.telegram imports the whole adapter and will import this module
     from bot.telegram import keyboard
@@ -374,9 +384,7 @@ class Outbox:
         markup = _markup(options) if options else None
 
         async def call() -> None:
-            await self.bot.edit_message_text(
-                text, chat_id=chat_id, message_id=message_id, reply_markup=markup
-            )
+            await _edit_message_text(self.bot, chat_id, message_id, text, reply_markup=markup)
 
         await self._submit("edit", chat_id, urgent, call)
 

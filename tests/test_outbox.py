@@ -319,8 +319,10 @@ async def test_a_send_does_not_parse_telegrams_answer_into_a_message(monkeypatch
         monkeypatch.setattr(telegram.Message, "de_json", not_wanted)
         first = await outbox.send(CITIZEN, "Hei")
         second = await outbox.send(CITIZEN, "Hei igjen", reply_to=first)
+        await outbox.edit(CITIZEN, second, "Hei igjen!")
     assert (first, second) == (1, 2)
     assert tg.last_message_to(CITIZEN).reply_to_message_id == first
+    assert tg.last_message_to(CITIZEN).history == ["Hei igjen", "Hei igjen!"]
 
 
 async def test_a_bot_without_the_private_request_still_sends_through_the_public_method() -> None:
@@ -334,11 +336,16 @@ async def test_a_bot_without_the_private_request_still_sends_through_the_public_
             self.sent.append((chat_id, text))
             return type("Sent", (), {"message_id": len(self.sent)})()
 
+        async def edit_message_text(self, text: str, *, chat_id: int, message_id: int, **fields: Any) -> Any:
+            self.sent.append((chat_id, f"{message_id}: {text}"))
+            return True
+
     bot = PublicOnly()
     outbox = Outbox(bot, enabled=False)
     await outbox.start()
     try:
         assert await outbox.send(CITIZEN, "Ring 113", urgent=True) == 1
+        await outbox.edit(GROUP, 7, "Kort: tatt av Kari")
     finally:
         await outbox.stop()
-    assert bot.sent == [(CITIZEN, "Ring 113")]
+    assert bot.sent == [(CITIZEN, "Ring 113"), (GROUP, "7: Kort: tatt av Kari")]
