@@ -1,8 +1,8 @@
 """The citizen's side of the bot, independent of transport: one event in, replies out.
 
-For every update: load the session, let the pure flow decide, commit the new session (with
-the update id, so a redelivered update is applied once), and only then speak and hand over.
-Whatever fails, the citizen gets the crisis numbers.
+For every update: load the session, let the pure flow decide, commit the new session with
+the routing its alerts raise (and the update id, so a redelivered update is applied once),
+and only then speak and hand over. Whatever fails, the citizen gets the crisis numbers.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any, Protocol
 
 from flows import messages
 from flows.conversation import ScreeningFlow
-from flows.model import Alert, Command, Context, Event, Forget, Note, Reply, Say, Session
+from flows.model import Alert, Command, Context, Event, Forget, Note, Priority, Reply, Say, Session
 from flows.mydata import as_document, needs_document, render_copy
 from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
 from handoff.ports import Messenger, RecipientGone
 from handoff.service import HandoffFailed, HandoffService
-from storage import StaleSession
+from storage import Routing, StaleSession
 
 log = logging.getLogger(__name__)
 
@@ -171,20 +171,31 @@ class CitizenService:
             await self._record_update(who.update_id)
             case = None
         else:
-            case = await self._db(
-                self.store.apply_update,
-                who.update_id,
-                user_id=who.user_id,
-                chat_id=who.chat_id,
-                lang=lang,
-                session=reply.session.to_dict(),
-                state=_phase(reply.session.state),
-                now=self.clock(),
-                case_id=case.id if case else None,
-                finished=reply.session.finished_at is not None,
-                expected_version=case.version if case else None,
-                stored_citizen=seen.citizen,
-            )
+            routing = _routing(reply.actions)
+            try:
+                case = await self._db(
+                    self.store.apply_update,
+                    who.update_id,
+                    user_id=who.user_id,
+                    chat_id=who.chat_id,
+                    lang=lang,
+                    session=reply.session.to_dict(),
+                    state=_phase(reply.session.state),
+                    now=self.clock(),
+                    case_id=case.id if case else None,
+                    finished=reply.session.finished_at is not None,
+                    expected_version=case.version if case else None,
+                    stored_citizen=seen.citizen,
+                    routing=routing,
+                    stored_routing=Routing(case.priority, tuple(case.reasons)) if case else None,
+                )
+            except StaleSession:
+                raise  # decided again from what is stored now
+            except Exception:
+                if _urgent(routing) and not first_aid_given:  # (handle tells the team otherwise)
+                    # the risk answer and its routing could not be stored: a human must hear
+                    await self.handoff.alert_unrecorded_risk()
+                raise  # the citizen gets the apology with the numbers
             if case is None:
                 return  # the same update was applied concurrently
         await self._carry_out(who, lang, case, reply.actions, team_told_on_failure=first_aid_given)
@@ -195,15 +206,18 @@ class CitizenService:
         """Say what the flow says, and pass on what it hands over, side by side: the card
         for a risk answer neither waits for the citizen's reply to be delivered nor is lost
         if that delivery fails (the citizen then gets the apology with the numbers).
+        The routing of the alerts is stored already (with the answer): their card is posted
+        or brought up to date once, however many alerts the reply holds.
         ``team_told_on_failure``: :meth:`handle` alerts the team itself if this fails."""
         replying = asyncio.create_task(self._say(who.chat_id, [a for a in actions if isinstance(a, Say)]))
         fail_safe = None
+        handed_over = False
         try:
             for action in actions:
-                if isinstance(action, Alert) and case is not None:
-                    fail_safe = (
-                        await self._hand_over(lang, case.id, action, team_told_on_failure) or fail_safe
-                    )
+                if isinstance(action, Alert) and case is not None and not handed_over:
+                    handed_over = True
+                    urgent = _urgent(_routing(actions))
+                    fail_safe = await self._hand_over(lang, case, urgent, team_told_on_failure)
                 elif isinstance(action, Note) and case is not None:
                     await self.desk.citizen_wrote(
                         case, action.text, action.risk, who.chat_id, who.message_id, media=action.media
@@ -221,19 +235,18 @@ class CitizenService:
         if update_id is not None:
             await self._db(self.store.mark_processed, update_id, self.clock())
 
-    async def _hand_over(
-        self, lang: str, case_id: int, alert: Alert, team_told_on_failure: bool
-    ) -> str | None:
-        """Route the case; the message for the citizen if an urgent handover failed."""
+    async def _hand_over(self, lang: str, case: Any, urgent: bool, team_told_on_failure: bool) -> str | None:
+        """Post the routed case's card (or bring it up to date); the message for the citizen
+        if an urgent handover failed."""
         try:
-            await self.handoff.route(case_id, alert.priority, alert.reasons)
+            await self.handoff.routed(case)
         except HandoffFailed:
-            if alert.priority.hands_over_at_once:
+            if urgent:
                 return f"{messages.text('handoff_failed', lang)}\n\n{messages.crisis(lang)}"
             log.error("routine intake card could not be posted; the case stays in the queue")
         except Exception:
-            if alert.priority.hands_over_at_once and not team_told_on_failure:
-                # the routing could not be stored: a human must still hear of the risk
+            if urgent and not team_told_on_failure:
+                # the card may not be posted: a human must still hear of the risk
                 await self.handoff.alert_unrecorded_risk()
             raise  # the citizen gets the apology with the numbers
         return None
@@ -258,6 +271,20 @@ class CitizenService:
 
 async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(partial(fn, *args, **kwargs))
+
+
+def _routing(actions: Sequence[Any]) -> Routing | None:
+    """What the reply's alerts ask of the case, together: the highest priority, every reason
+    in order (as if applied one after the other); None without an alert."""
+    alerts = [a for a in actions if isinstance(a, Alert)]
+    if not alerts:
+        return None
+    reasons = dict.fromkeys(reason for alert in alerts for reason in alert.reasons)
+    return Routing(int(max(alert.priority for alert in alerts)), tuple(reasons))
+
+
+def _urgent(routing: Routing | None) -> bool:
+    return routing is not None and Priority(routing.priority).hands_over_at_once
 
 
 def _worth_storing(session: Session) -> bool:

@@ -88,9 +88,9 @@ class HandoffService:
 
     # --- cards ---
 
-    async def route(self, case_id: int, priority: Priority, reasons: Iterable[str]) -> None:
-        """Record the routing; post the card (or update it) for routine and above."""
-        record = await self._db(self.store.set_routing, case_id, int(priority), list(reasons), self.clock())
+    async def routed(self, record: Any) -> None:
+        """A case whose routing is stored (with the answer that raised it): post its card, or
+        bring it up to date, for routine and above."""
         if Priority(record.priority) >= Priority.ROUTINE:
             await self.refresh_card(record)
 

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import (
+    Boolean,
     Table,
     Text,
     and_,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy import case as sa_case
 from sqlalchemy import type_coerce as sa_type_coerce
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -152,7 +154,33 @@ class CaseRecord:
     outcome: str | None
     escalated_at: datetime | None
     finished_at: datetime | None
-    version: int = 0  # raised with every stored answer (apply_update's compare-and-set)
+    version: int = 0  # raised with every stored answer and routing (apply_update's compare-and-set)
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """A case's routing: its priority and the reasons for it. As asked of an answer
+    (:meth:`SqlRepository.apply_update`): raise the priority to at least ``priority`` and
+    add ``reasons``."""
+
+    priority: int
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.priority <= MAX_PRIORITY:
+            raise ValueError(f"priority must be 0..{MAX_PRIORITY}, not {self.priority}")
+
+    def onto(self, stored: Routing) -> Routing:
+        """This routing applied to ``stored``: the priority never lowered, new reasons
+        added after the stored ones, in order, once each."""
+        old = list(stored.reasons)
+        added = [r for r in dict.fromkeys(self.reasons) if r not in old]
+        return Routing(max(self.priority, stored.priority), (*old, *added))
+
+    @property
+    def hands_over(self) -> bool:
+        """Whether a case with this routing is for the therapists."""
+        return self.priority >= HANDOFF_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,26 +408,51 @@ _CITIZEN_ID_BY_USER_KEY = (
 )
 
 
+# The routing an answer stores with it (see _answer_binds; without an alert it changes
+# nothing). Priority and reasons are the caller's, merged onto what it read at the version
+# the answer is stored at (the compare-and-set makes that exact: only writes that raise the
+# version change them). Status and handover time are set from the row itself, since claims,
+# releases and closes change them without raising the version: a case claimed meanwhile
+# stays claimed.
+# (the defaults: no routing, for a caller that gives none)
+_ANSWER_PRIORITY = bindparam("new_priority", value=0)
+_HANDS_OVER = bindparam("hands_over", value=False, type_=Boolean())
+_NOW = bindparam("now", type_=_CASES.c.updated_at.type)
+_ANSWER_ROUTING = {
+    "priority": sa_case((_CASES.c.priority > _ANSWER_PRIORITY, _CASES.c.priority), else_=_ANSWER_PRIORITY),
+    "reasons": func.coalesce(bindparam("new_reasons", None, type_=_CASES.c.reasons.type), _CASES.c.reasons),
+    "status": sa_case(
+        (and_(_HANDS_OVER, _CASES.c.status == STATUS_SCREENING), STATUS_OPEN), else_=_CASES.c.status
+    ),
+    "handed_over_at": sa_case(
+        (_HANDS_OVER, func.coalesce(_CASES.c.handed_over_at, _NOW)),
+        else_=_CASES.c.handed_over_at,
+    ),
+}
+
+
 def _store_answer(*, compare_version: bool, unless_processed: bool = False) -> Any:
-    """An answer to an existing case: stored only if the case belongs to the citizen (and,
-    with ``compare_version``, is still at the version the caller decided from; with
-    ``unless_processed``, only if update ``update_id`` was not applied before). Every column
-    but the session comes back, as stored."""
+    """An answer to an existing case, with the routing it raises: stored only if the case
+    belongs to the citizen (and, with ``compare_version``, is still at the version the
+    caller decided from; with ``unless_processed``, only if update ``update_id`` was not
+    applied before). Every column but the session comes back, as stored."""
     where = [_CASES.c.id == bindparam("case_id"), _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY]
     if compare_version:
         where.append(_CASES.c.version == bindparam("expected_version"))
     if unless_processed:
         where.append(~_UPDATE_APPLIED)
     finished_at = bindparam("finished_at", type_=_CASES.c.finished_at.type)
+    now = bindparam("now", type_=_CASES.c.updated_at.type)
     return (
         update(_CASES)
         .where(*where)
         .values(
             session=bindparam("new_session", type_=_CASES.c.session.type),
             state=bindparam("new_state"),
-            updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
+            updated_at=now,
             finished_at=func.coalesce(_CASES.c.finished_at, finished_at),
             version=_CASES.c.version + 1,
+            **_ANSWER_ROUTING,
         )
         .returning(*(c for c in _CASES.c if c.name != "session"))
     )
@@ -472,8 +525,8 @@ _OPEN_CASE_OF_CITIZEN = (
     .where(_CASES.c.citizen_id == bindparam("citizen_id"), _CASES.c.status != STATUS_CLOSED)
     .limit(1)
 )
-# A new case under a random label (no row if the label is taken: draw another), per dialect;
-# every column comes back as stored
+# A new case under a random label (no row if the label is taken: draw another), with the
+# routing its first answer raised, per dialect; every column comes back as stored
 _NEW_CASE = {
     name: dialect.insert(_CASES)
     .values(
@@ -481,11 +534,12 @@ _NEW_CASE = {
         label=bindparam("new_label"),
         state=bindparam("new_state"),
         session=bindparam("new_session", type_=_CASES.c.session.type),
-        priority=0,
+        priority=bindparam("new_priority"),
         reasons=bindparam("new_reasons", type_=_CASES.c.reasons.type),
-        status=STATUS_SCREENING,
+        status=bindparam("new_status"),
         created_at=bindparam("now", type_=_CASES.c.created_at.type),
         updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
+        handed_over_at=bindparam("handed_over_at", type_=_CASES.c.handed_over_at.type),
         finished_at=bindparam("finished_at", type_=_CASES.c.finished_at.type),
     )
     .on_conflict_do_nothing(index_elements=[_CASES.c.label])
@@ -495,12 +549,14 @@ _NEW_CASE = {
 
 
 # The routing of a case (set_routing): every column but the reasons, and with them when they
-# changed (an unchanged list is not re-encrypted), keyed by whether the reasons are written
+# changed (an unchanged list is not re-encrypted), keyed by whether the reasons are written.
+# It raises the version, as an answer does (see _ANSWER_ROUTING).
 _ROUTING_VALUES = {
     "priority": bindparam("new_priority"),
     "updated_at": bindparam("now", type_=_CASES.c.updated_at.type),
     "handed_over_at": bindparam("handed_over_at", type_=_CASES.c.handed_over_at.type),
     "status": bindparam("new_status"),
+    "version": _CASES.c.version + 1,
 }
 _SET_ROUTING = {
     with_reasons: update(_CASES)
@@ -621,9 +677,12 @@ def _answer_binds(
     state: str,
     now: datetime,
     finished: bool,
+    routing: Routing | None,
+    stored_routing: Routing | None,
 ) -> dict[str, Any]:
-    """The bind values of the statements that store an answer on a case (``_store_answer``)."""
-    return {
+    """The bind values of the statements that store an answer on a case (``_store_answer``),
+    with ``routing`` merged onto ``stored_routing`` (the case's at ``expected_version``)."""
+    binds = {
         "case_id": case_id,
         "user_key": user_key,
         "expected_version": expected_version,
@@ -631,7 +690,19 @@ def _answer_binds(
         "new_state": state,
         "now": now,
         "finished_at": now if finished else None,
+        "new_priority": 0,  # no routing: nothing changes (see _ANSWER_ROUTING)
+        "new_reasons": None,
+        "hands_over": False,
     }
+    if routing is not None:
+        if expected_version is None or stored_routing is None:
+            raise ValueError("a routing is stored only with the version and routing it was decided from")
+        merged = routing.onto(stored_routing)
+        binds["new_priority"] = merged.priority
+        # re-encrypted only when they change
+        binds["new_reasons"] = list(merged.reasons) if merged.reasons != stored_routing.reasons else None
+        binds["hands_over"] = merged.hands_over
+    return binds
 
 
 def _stored_case(values: dict[str, Any], new_session: dict[str, Any]) -> CaseRecord:
@@ -910,10 +981,18 @@ class SqlRepository:
         return LookupKey(base64.urlsafe_b64decode(stored.encode("ascii")))
 
     def _insert_case(
-        self, cursor: Any, citizen_id: int, session: dict[str, Any], state: str, now: datetime, finished: bool
+        self,
+        cursor: Any,
+        citizen_id: int,
+        session: dict[str, Any],
+        state: str,
+        now: datetime,
+        finished: bool,
+        routing: Routing | None,
     ) -> CaseRecord:
         """A new case under a fresh random label: 4 characters, 6 after 8 labels that were
         taken (a label a concurrent transaction takes meanwhile counts as taken)."""
+        routed = (routing or Routing(0)).onto(Routing(0))
         for attempt in range(16):
             rows = self._hot.new_case.rows(
                 cursor,
@@ -921,7 +1000,10 @@ class SqlRepository:
                 new_label=_new_label(4 if attempt < 8 else 6),
                 new_state=state,
                 new_session=session,
-                new_reasons=[],
+                new_priority=routed.priority,
+                new_reasons=list(routed.reasons),
+                new_status=STATUS_OPEN if routed.hands_over else STATUS_SCREENING,
+                handed_over_at=now if routed.hands_over else None,
                 now=now,
                 finished_at=now if finished else None,
             )
@@ -1013,6 +1095,8 @@ class SqlRepository:
         finished: bool = False,
         expected_version: int | None = None,
         stored_citizen: CitizenRecord | None = None,
+        routing: Routing | None = None,
+        stored_routing: Routing | None = None,
     ) -> CaseRecord | None:
         """Record one handled Telegram update in a single transaction.
 
@@ -1029,6 +1113,12 @@ class SqlRepository:
 
         ``stored_citizen`` is the citizen as the caller read it (``Snapshot.citizen``): its
         chat id and language are then written only if they differ, without reading them again.
+
+        ``routing`` (the flow's alerts) is stored in the same write, so an answer is never
+        stored without the routing it raised: the priority is raised (never lowered) and the
+        reasons added; the first time the priority reaches a handoff level (>= 2) the case
+        opens for the therapists (status "open", ``handed_over_at``). On an existing case it
+        needs ``expected_version`` and ``stored_routing``, the case's routing at that version.
         """
         now = _utc(now)
         user_key = self.user_key(user_id)
@@ -1040,47 +1130,41 @@ class SqlRepository:
             and stored_citizen is not None
             and (stored_citizen.chat_id, stored_citizen.lang) == (int(chat_id), lang)
         ):  # most updates on PostgreSQL: one statement
-            return self._answer_and_mark(
-                update_id, case_id, user_key, session, state, now, finished, expected_version
+            binds = _answer_binds(
+                case_id, user_key, expected_version, session, state, now, finished, routing, stored_routing
             )
+            return self._answer_and_mark(update_id, binds, session)
         try:
             with self._raw_tx(write=True) as cursor:
                 if update_id is not None:
                     self._mark_new_on(cursor, update_id, now)
                 if case_id is not None:  # an answer to an existing case: most updates
-                    return self._update_case(
-                        cursor, case_id, user_key, chat_id, lang, session, state, now, finished,
-                        expected_version, stored_citizen,
+                    binds = _answer_binds(
+                        case_id, user_key, expected_version, session, state, now, finished, routing,
+                        stored_routing,
                     )  # fmt: skip
+                    return self._update_case(cursor, binds, chat_id, lang, stored_citizen)
                 citizen_id = self._ensure_citizen(cursor, user_key, chat_id, lang, now)
                 if self._hot.open_case_of_citizen.rows(cursor, citizen_id=citizen_id):
                     raise StaleSession("another update opened a case for this citizen first")
-                return self._insert_case(cursor, citizen_id, session, state, now, finished)
+                return self._insert_case(cursor, citizen_id, session, state, now, finished, routing)
         except _AlreadyProcessed:
             return None
 
     def _answer_and_mark(
-        self,
-        update_id: int,
-        case_id: int,
-        user_key: str,
-        new_session: dict[str, Any],
-        state: str,
-        now: datetime,
-        finished: bool,
-        expected_version: int,
+        self, update_id: int, binds: dict[str, Any], new_session: dict[str, Any]
     ) -> CaseRecord | None:
         """``apply_update`` for an answer with nothing to change on the citizen, on
-        PostgreSQL: ``_STORE_ANSWER_AND_MARK``, alone in autocommit outside a batch."""
+        PostgreSQL: ``_STORE_ANSWER_AND_MARK`` (``binds`` from ``_answer_binds``), alone in
+        autocommit outside a batch."""
         hot = self._hot
         assert hot.store_answer_and_mark is not None
-        binds = _answer_binds(case_id, user_key, expected_version, new_session, state, now, finished)
         with self._raw_tx(write=True, one_statement=True) as cursor:
             (row,) = hot.store_answer_and_mark.rows(cursor, update_id=int(update_id), **binds)
             if row["id"] is None:  # nothing stored, nor the update id
                 if row["processed_before"]:
                     return None
-                self._raise_missing_or_stale(cursor, case_id, user_key)
+                self._raise_missing_or_stale(cursor, binds["case_id"], binds["user_key"])
         names = CaseRecord.__slots__  # type: ignore[attr-defined]
         values = {name: row[name] for name in names if name != "session"}
         return _stored_case(values, new_session)
@@ -1110,30 +1194,25 @@ class SqlRepository:
     def _update_case(
         self,
         cursor: Any,
-        case_id: int,
-        user_key: str,
+        binds: dict[str, Any],
         chat_id: int,
         lang: str,
-        new_session: dict[str, Any],
-        state: str,
-        now: datetime,
-        finished: bool,
-        expected_version: int | None,
         stored_citizen: CitizenRecord | None,
     ) -> CaseRecord:
-        """The hot path of ``apply_update`` (an answer to a case that exists): one
-        compare-and-set UPDATE, no read of the session and no decryption of it."""
+        """The hot path of ``apply_update`` (an answer to a case that exists; ``binds`` from
+        ``_answer_binds``): one compare-and-set UPDATE, no read of the session and no
+        decryption of it."""
         hot = self._hot
-        store = hot.store_any_answer if expected_version is None else hot.store_answer
-        binds = _answer_binds(case_id, user_key, expected_version, new_session, state, now, finished)
+        store = hot.store_any_answer if binds["expected_version"] is None else hot.store_answer
         rows = store.rows(cursor, **binds)
+        user_key = binds["user_key"]
         if not rows:
-            self._raise_missing_or_stale(cursor, case_id, user_key)
+            self._raise_missing_or_stale(cursor, binds["case_id"], user_key)
         if stored_citizen is None:
             (stored,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
             stored_citizen = _citizen_from_row(stored)
         self._refresh_citizen(cursor, stored_citizen, chat_id, lang)
-        return _stored_case(rows[0], new_session)
+        return _stored_case(rows[0], binds["new_session"])
 
     def _ensure_citizen(self, cursor: Any, user_key: str, chat_id: int, lang: str, now: datetime) -> int:
         """The citizen's id, created if missing; a stored citizen's chat id and language are
@@ -1185,41 +1264,39 @@ class SqlRepository:
 
     @batchable(writes=True)
     def set_routing(self, case_id: int, priority: int, reasons: Iterable[str], now: datetime) -> CaseRecord:
-        """Raise (never lower) the case's priority and add ``reasons``. The first time the
-        priority reaches a handoff level (>= 2) the case opens for the therapists
-        (status "open", ``handed_over_at``)."""
-        priority = int(priority)
-        if not 0 <= priority <= MAX_PRIORITY:
-            raise ValueError(f"priority must be 0..{MAX_PRIORITY}, not {priority}")
+        """Raise (never lower) the case's priority and add ``reasons``, on their own (a
+        citizen's answer stores the routing it raises with it: ``apply_update``). The first
+        time the priority reaches a handoff level (>= 2) the case opens for the therapists
+        (status "open", ``handed_over_at``). Raises the case's version, as an answer does."""
+        asked = Routing(int(priority), tuple(reasons))
         now = _utc(now)
-        # prepared statements: once a case is handed over, every answer refreshes its card
         with self._raw_tx(write=True) as cursor:
             rows = self._hot.case_for_update.rows(cursor, case_id=case_id)
             if not rows:
                 raise CaseNotFound(f"case {case_id} not found")
             record = _case_record_from_row(rows[0])
-            priority = max(priority, record.priority)
-            handing_over = priority >= HANDOFF_PRIORITY
-            old = record.reasons
-            merged = old + [r for r in dict.fromkeys(reasons) if r not in old]
-            with_reasons = merged != old or rows[0]["reasons"] is None  # re-encrypted only on change
-            opens = handing_over and record.status == STATUS_SCREENING
+            merged = asked.onto(Routing(record.priority, tuple(record.reasons)))
+            reasons_change = list(merged.reasons) != record.reasons or rows[0]["reasons"] is None
+            opens = merged.hands_over and record.status == STATUS_SCREENING
+            handed_over_at = record.handed_over_at
+            if merged.hands_over and handed_over_at is None:
+                handed_over_at = now
             values = {
-                "priority": priority,
+                "priority": merged.priority,
                 "updated_at": now,
-                "handed_over_at": (record.handed_over_at or now) if handing_over else record.handed_over_at,
+                "handed_over_at": handed_over_at,
                 "status": STATUS_OPEN if opens else record.status,
             }
-            self._hot.set_routing[with_reasons].count(
+            self._hot.set_routing[reasons_change].count(  # re-encrypted only on change
                 cursor,
                 case_id=case_id,
                 new_priority=values["priority"],
                 now=now,
                 handed_over_at=values["handed_over_at"],
                 new_status=values["status"],
-                new_reasons=merged,
+                new_reasons=list(merged.reasons),
             )
-            return replace(record, **values, reasons=merged)
+            return replace(record, **values, reasons=list(merged.reasons), version=record.version + 1)
 
     @batchable(writes=True)
     def set_card(self, case_id: int, message_id: int | None, *, replacing: int | None = None) -> bool:

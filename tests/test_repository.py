@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from storage import (
     CaseNotFound,
     Cipher,
+    Routing,
     SqlRepository,
     StaleSession,
     set_cipher,
@@ -165,6 +166,104 @@ def test_an_answer_decided_from_an_older_version_is_refused(repo):
     assert repo.case(case.id).session == {"n": 2} and not repo.was_processed(3)
     again = new_case(repo, 3, session={"n": 3}, case_id=case.id, expected_version=first.version)
     assert again.version == 2 and repo.case(case.id).session == {"n": 3}
+
+
+# --- an answer and the routing it raises, in one write -----------------------------------------
+
+
+def answer(repo: SqlRepository, update_id: int, routing: Routing | None, **kw):
+    """An answer as the bot stores it: decided from the snapshot, with its routing."""
+    seen = repo.snapshot(USER_ID, update_id)
+    stored = seen.case
+    return new_case(
+        repo,
+        update_id,
+        session={"n": update_id},
+        case_id=stored.id,
+        expected_version=stored.version,
+        stored_citizen=seen.citizen,
+        routing=routing,
+        stored_routing=Routing(stored.priority, tuple(stored.reasons)),
+        now=kw.pop("now", later(update_id)),
+        **kw,
+    )
+
+
+def test_an_answer_stores_the_routing_it_raises_in_the_same_write(repo):
+    case = new_case(repo, 1)
+    quiet = answer(repo, 2, None)
+    assert (quiet.priority, quiet.status, quiet.handed_over_at, quiet.reasons) == (0, "screening", None, [])
+    raised = answer(repo, 3, Routing(3, ("suicidal_ideation",)))
+    assert (raised.priority, raised.status, raised.reasons) == (3, "open", ["suicidal_ideation"])
+    assert raised.handed_over_at == later(3) and raised.version == 2
+    stored = repo.case(case.id)
+    assert (stored.priority, stored.status, stored.reasons, stored.session) == (
+        3, "open", ["suicidal_ideation"], {"n": 3}
+    )  # fmt: skip
+    assert stored.handed_over_at == later(3) and repo.was_processed(3)
+    # never lowered, reasons added once each and in order, the handover time kept
+    again = answer(repo, 4, Routing(2, ("self_harm", "suicidal_ideation")))
+    assert (again.priority, again.reasons) == (3, ["suicidal_ideation", "self_harm"])
+    assert again.handed_over_at == later(3) and repo.case(case.id).reasons == again.reasons
+    # an answer without an alert leaves the routing as it is
+    assert answer(repo, 5, None).reasons == ["suicidal_ideation", "self_harm"]
+
+
+def test_a_routing_below_the_handoff_level_does_not_open_the_case(repo):
+    new_case(repo, 1)
+    self_help = answer(repo, 2, Routing(1))
+    assert (self_help.priority, self_help.status, self_help.handed_over_at) == (1, "screening", None)
+    opened = answer(repo, 3, Routing(2))
+    assert (opened.priority, opened.status, opened.handed_over_at) == (2, "open", later(3))
+
+
+def test_a_first_answer_that_raises_a_routing_opens_the_new_case_at_once(repo):
+    case = new_case(repo, 1, routing=Routing(4, ("text_suicide",)))
+    assert (case.priority, case.status, case.reasons, case.handed_over_at) == (
+        4, "open", ["text_suicide"], NOW
+    )  # fmt: skip
+    assert repo.case(case.id).status == "open"
+    assert [c.id for c in repo.open_cases()] == [case.id]
+
+
+def test_a_claim_made_while_an_answer_was_decided_is_kept_by_its_routing(repo):
+    """Claims, releases and closes do not raise the version: the answer's routing must not
+    write back the status it read (a claimed case would open again for everyone)."""
+    case = new_case(repo, 1, routing=Routing(3, ("suicidal_ideation",)))
+    seen = repo.snapshot(USER_ID, 2)
+    assert repo.claim(case.id, 42, later(1))  # a therapist claims meanwhile
+    stored = new_case(
+        repo, 2, case_id=case.id, expected_version=seen.case.version, stored_citizen=seen.citizen,
+        routing=Routing(4, ("text_suicide",)), stored_routing=Routing(3, ("suicidal_ideation",)),
+        now=later(2),
+    )  # fmt: skip
+    assert (stored.status, stored.claimed_by, stored.priority) == ("claimed", 42, 4)
+    assert stored.handed_over_at == NOW
+    assert repo.case(case.id).status == "claimed"
+
+
+def test_a_routing_stored_meanwhile_makes_an_answer_decide_again(repo):
+    """Priority and reasons are merged onto what the answer was decided from; the version
+    makes that exact: a routing stored meanwhile raises it, and the answer is refused."""
+    case = new_case(repo, 1)
+    seen = repo.snapshot(USER_ID, 2)
+    assert repo.set_routing(case.id, 3, ["risk_plans"], later(1)).version == seen.case.version + 1
+    with pytest.raises(StaleSession):
+        new_case(
+            repo, 2, case_id=case.id, expected_version=seen.case.version, stored_citizen=seen.citizen,
+            routing=Routing(2, ("self_harm",)), stored_routing=Routing(0, ()),
+        )  # fmt: skip
+    assert repo.case(case.id).reasons == ["risk_plans"]
+    assert answer(repo, 3, Routing(2, ("self_harm",))).reasons == ["risk_plans", "self_harm"]
+
+
+def test_a_routing_needs_the_version_it_was_decided_from(repo):
+    case = new_case(repo, 1)
+    with pytest.raises(ValueError, match="version"):
+        new_case(repo, 2, case_id=case.id, routing=Routing(3, ("x",)))
+    with pytest.raises(ValueError):
+        Routing(5)
+    assert not repo.was_processed(2) and repo.case(case.id).priority == 0
 
 
 def test_a_changed_chat_id_or_language_is_stored_with_the_answer(repo):

@@ -13,7 +13,8 @@ from bot.citizens import CitizenService, Incoming
 from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
-from flows.model import Button, Command, Option, Text
+from flows.conversation import ScreeningFlow
+from flows.model import Alert, Button, Command, Option, Priority, Reply, Text
 from handoff.ports import RecipientGone
 from handoff.service import HandoffService
 
@@ -154,13 +155,17 @@ async def test_a_failed_reply_does_not_lose_the_risk_card(services, messenger, f
 
 
 async def test_routing_that_cannot_be_stored_still_alerts_the_team(services, messenger, monkeypatch):
+    """A risk answer's routing is stored with the answer: if that write fails, the team still
+    hears of the risk (and the citizen gets the numbers)."""
     who = Incoming(user_id=33, chat_id=33)
     await start(services.citizens, who)
 
     def down(*args, **kwargs):
         raise ConnectionError("could not connect to server")
 
-    monkeypatch.setattr(services.citizens.store, "set_routing", down)
+    monkeypatch.setattr(services.citizens.store, "apply_update", down)
+    await services.citizens.handle(who, Button("a:risk_thoughts:0"))  # no risk: no alert
+    assert not messenger.to(THERAPISTS)
     await services.citizens.handle(who, Button("a:risk_thoughts:1"))
     [alert] = messenger.to(THERAPISTS)
     assert "SYSTEMFEIL" in alert
@@ -168,6 +173,57 @@ async def test_routing_that_cannot_be_stored_still_alerts_the_team(services, mes
     # a risk phrase: the team is told once, not once per layer
     await services.citizens.handle(who, Text("jeg vil ta livet mitt"))
     assert len(messenger.to(THERAPISTS)) == 2
+
+
+async def test_a_risk_answer_is_stored_with_its_routing_in_one_write(services, repo, messenger, monkeypatch):
+    """No second write for the routing: the card is posted from what the answer's own write
+    stored, so there is no moment at which the answer is stored but the case not opened."""
+    who = Incoming(user_id=34, chat_id=34)
+    await start(services.citizens, who)
+
+    def not_used(*args, **kwargs):
+        raise AssertionError("the routing was stored apart from the answer")
+
+    monkeypatch.setattr(repo, "set_routing", not_used)
+    writes = []
+    apply_update = repo.apply_update
+
+    def recording(*args, **kwargs):
+        writes.append(kwargs.get("routing"))
+        return apply_update(*args, **kwargs)
+
+    monkeypatch.setattr(repo, "apply_update", recording)
+    await services.citizens.handle(who, Button("a:risk_thoughts:1"))
+    [routing] = writes
+    assert routing.priority == 3 and routing.reasons
+    [card] = messenger.to(THERAPISTS)
+    assert "PRIORITERT" in card
+    case = repo.current_case(repo.find_citizen(34).id)
+    assert (case.priority, case.status, case.reasons) == (3, "open", list(routing.reasons))
+    assert case.handed_over_at is not None and case.card_message_id is not None
+
+
+async def test_several_alerts_in_one_reply_post_one_card(repo, messenger):
+    """A reply may hold several alerts (an instrument completed and the screening finished):
+    they are stored together and the card is posted once, not once per alert."""
+
+    class TwoAlerts(ScreeningFlow):
+        def handle(self, session, event, ctx):
+            reply = super().handle(session, event, ctx)
+            if event == Button("a:risk_thoughts:1"):
+                extra = (Alert(Priority.URGENT, ("suicide_plans",)), Alert(Priority.ROUTINE, ("later",)))
+                reply = Reply(reply.session, (*reply.actions, *extra))
+            return reply
+
+    settings = Settings(therapist_chat_id=THERAPISTS, _env_file=None)  # type: ignore[call-arg]
+    services = build_services(settings, repo, messenger, flow=TwoAlerts(), retry_delays=(0, 0))
+    who = Incoming(user_id=35, chat_id=35)
+    await start(services.citizens, who)
+    await services.citizens.handle(who, Button("a:risk_thoughts:1"))
+    [card] = messenger.to(THERAPISTS)
+    assert "HASTER" in card and not messenger.edits
+    case = repo.current_case(repo.find_citizen(35).id)
+    assert case.priority == 4 and case.reasons[-2:] == ["suicide_plans", "later"]
 
 
 async def test_card_post_recovers_after_a_transient_failure(services, messenger):
