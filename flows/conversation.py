@@ -393,10 +393,14 @@ class _Turn:
         answers[question.id] = value
         self.s.history = [q for q in self.s.history if q != question.id] + [question.id]
         # An answer changed on the way back can make later questions moot: drop their answers.
+        scores = None  # computed when first needed, again after an answer is dropped
         for other in self.flow.questions:
             if other.ask_if is not None and other.id in answers:
-                if not other.ask_if.holds(answers, self.flow.script.scores(answers)):
+                if scores is None:
+                    scores = self.flow.script.scores(answers)
+                if not other.ask_if.holds(answers, scores):
                     del answers[other.id]
+                    scores = None
 
     def advance(self, question: Question) -> None:
         before = self.s.state

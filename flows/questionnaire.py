@@ -286,23 +286,28 @@ class Instrument:
     def max_score(self) -> int:
         return sum(max(c.value for c in q.choices) for q in self.scored_items)
 
-    def _value(self, question: Question, answers: Mapping[str, Any]) -> int | None:
-        value = answers.get(question.id)
-        return value if question.choice_for_value(value) is not None else None
+    @functools.cached_property
+    def _scoring(self) -> tuple[tuple[str, frozenset[int]], ...]:
+        """(item id, the values its choices stand for) of each scored item: the flow scores
+        every instrument on every answer, so this is looked up, not rebuilt."""
+        return tuple((q.id, frozenset(c.value for c in q.choices)) for q in self.scored_items)
 
     def total(self, answers: Mapping[str, Any]) -> int | None:
         """Sum of the scored items answered so far (a lower bound until ``complete``);
         None if none is answered. Values that are not one of the item's choices are ignored.
         """
-        values = [self._value(q, answers) for q in self.scored_items]
-        given = [v for v in values if v is not None]
+        given = [
+            value
+            for item, values in self._scoring
+            if (value := answers.get(item)) is not None and _is_int(value) and value in values
+        ]
         return sum(given) if given else None
 
     def complete(self, answers: Mapping[str, Any]) -> bool:
         """Every scored item answered, or skipped by its ``ask_if`` (AUDIT-C items 2-3 for
         someone who never drinks; these count as 0, as in the published scoring)."""
-        for q in self.scored_items:
-            if self._value(q, answers) is not None:
+        for q, (item, values) in zip(self.scored_items, self._scoring, strict=True):
+            if (value := answers.get(item)) is not None and _is_int(value) and value in values:
                 continue
             if q.ask_if is not None and _decided(q.ask_if, answers) and not q.ask_if.holds(answers, {}):
                 continue

@@ -373,8 +373,11 @@ def test_auditc_incomplete_without_item_1_or_when_drinking_and_unanswered():
 
 
 def test_total_ignores_values_that_are_not_choices():
-    answers = {"phq9_1": 7, "phq9_2": "3", "phq9_3": True, "phq9_4": -1, "phq9_5": 2}
+    answers = {"phq9_1": 7, "phq9_2": "3", "phq9_3": True, "phq9_4": -1, "phq9_5": 2,
+               "phq9_6": [1], "phq9_7": {"a": 1}, "phq9_8": 1.0}  # fmt: skip
     assert PHQ9.total(answers) == 2
+    assert not PHQ9.complete({**answers, "phq9_9": 0})
+    assert PHQ9.total({"phq9_1": [1], "phq9_2": True}) is None  # unhashable: ignored, no error
 
 
 def test_band_outside_range_raises():
