@@ -21,16 +21,17 @@ before it gets its fail-safe reply.
 Only repository methods marked :func:`batchable` (the prepared-statement hot path) join
 batches; any other call runs on a thread of its own, as before.
 
-A read may also name a variant that runs on the event loop where it cannot wait
-(``SqlRepository.snapshot_at_once``, :mod:`storage.at_once`). It is used when no batch of
-reads is running: then the read would be a batch of one, and the hop to a thread and back
-costs more than the read. When reads are already queueing, it joins their next batch, where
-the hop is shared.
+A read may also name a variant that runs on the event loop where it cannot wait, or is
+awaited there where it cannot block it (``SqlRepository.snapshot_at_once``,
+:mod:`storage.at_once`). It is used when no batch of reads is running: then the read would
+be a batch of one, and the hop to a thread and back costs more than the read. When reads
+are already queueing, it joins their next batch, where the hop is shared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -54,8 +55,9 @@ def batchable(*, writes: bool, at_once: str | None = None) -> Callable[[F], F]:
     its own, and writes nothing before a check that may raise.
 
     ``at_once`` (reads only) names a method of the same object, taking the same arguments,
-    that returns the same result on the calling thread without ever waiting, or None where
-    it would have to wait."""
+    that returns the same result on the calling thread without ever waiting (or an
+    awaitable of it that never blocks the event loop), or None where it would have to
+    wait."""
     if writes and at_once is not None:
         raise ValueError("only a read may run at once on the event loop")
 
@@ -124,6 +126,8 @@ class Batcher:
         lane = self._writes if writes else self._reads
         if not lane.draining and (variant := _at_once_variant(fn)) is not None:
             value = variant(*args, **kwargs)
+            if inspect.isawaitable(value):  # a read awaited on the loop (PostgreSQL)
+                value = await value
             if value is not None:
                 self.at_once += 1
                 return value

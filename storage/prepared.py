@@ -63,10 +63,18 @@ class Prepared:
 
     def rows(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
         cursor.execute(self.sql, self._arguments(params))
+        return self._converted(cursor.fetchall())
+
+    async def rows_awaited(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
+        """:meth:`rows` on an asyncio cursor (psycopg's ``AsyncCursor``)."""
+        await cursor.execute(self.sql, self._arguments(params))
+        return self._converted(await cursor.fetchall())
+
+    def _converted(self, fetched: list[Any]) -> list[dict[str, Any]]:
         results = self._results
         return [
             {key: fn(value) if fn else value for (key, fn), value in zip(results, row, strict=True)}
-            for row in cursor.fetchall()
+            for row in fetched
         ]
 
     def count(self, cursor: Any, **params: Any) -> int:

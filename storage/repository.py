@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
-from .at_once import NonWaitingReader
+from .at_once import NonBlockingReader, NonWaitingReader
 from .batch import Outcome, batchable
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines, sqlite_file
@@ -782,6 +782,7 @@ class SqlRepository:
         # a SQLite file (not an in-memory database, whose one connection the threads share)
         sqlite_path = sqlite_file(database_url)
         self._at_once = NonWaitingReader(sqlite_path) if sqlite_path is not None else None
+        self._awaited = NonBlockingReader(self._engine) if self._dialect == "postgresql" else None
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -824,6 +825,8 @@ class SqlRepository:
     def dispose(self) -> None:
         if self._at_once is not None:
             self._at_once.close()
+        if self._awaited is not None:
+            self._awaited.close()
         self._engines.dispose()
 
     def ping(self) -> bool:
@@ -1052,17 +1055,24 @@ class SqlRepository:
         citizen = CitizenRecord(row["citizen_id"], int(row["citizen_chat_id"]), row["citizen_lang"])
         return Snapshot(processed, _case_record_from_row(row), citizen)
 
-    def snapshot_at_once(self, user_id: int, update_id: int | None) -> Snapshot | None:
-        """:meth:`snapshot` on the calling thread where that cannot wait, else None (the
-        caller then reads the usual way). Only a SQLite file can (:mod:`storage.at_once`);
-        on PostgreSQL a read is a network round trip, and this is always None. The
-        :class:`~storage.batch.Batcher` uses it when no batch is running."""
-        reader, lookup = self._at_once, self._lookup
-        if reader is None or lookup is None:  # no reader; the lookup secret may need a write
+    async def snapshot_at_once(self, user_id: int, update_id: int | None) -> Snapshot | None:
+        """:meth:`snapshot` on the event loop where that cannot block it, else None (the
+        caller then reads the usual way, on a thread; :mod:`storage.at_once`). A SQLite file
+        is read on the calling thread by a connection that never waits; PostgreSQL is
+        awaited on a connection of its own. The :class:`~storage.batch.Batcher` uses it
+        when no batch of reads is running."""
+        lookup = self._lookup
+        # no lookup secret yet (storing it is a write), or an in-memory SQLite database
+        # (its one connection is the threads')
+        if lookup is None or (self._at_once is None and self._awaited is None):
             return None
         self._check_cipher()
-        user_key = lookup.digest(str(int(user_id)))
-        rows = reader.rows(self._hot.snapshot, update_id=update_id, user_key=user_key)
+        params = {"update_id": update_id, "user_key": lookup.digest(str(int(user_id)))}
+        if self._at_once is not None:
+            rows = self._at_once.rows(self._hot.snapshot, **params)
+        else:
+            assert self._awaited is not None
+            rows = await self._awaited.rows(self._hot.snapshot, **params)
         if rows is None:
             return None
         (row,) = rows
