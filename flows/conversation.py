@@ -77,6 +77,10 @@ class ScreeningFlow:
         self._cursor = _Cursor()
         self.machine.add_model(self._cursor, initial="new")
         self._triggers = {state: frozenset(self.machine.get_triggers(state)) for state in self.machine.states}
+        # questions with an earlier question that is always asked: "back" from them never fails
+        self._back_always = frozenset(
+            q.id for i, q in enumerate(self.questions) if any(e.ask_if is None for e in self.questions[:i])
+        )
 
     # --- the declarative table ------------------------------------------------------------
 
@@ -123,7 +127,9 @@ class ScreeningFlow:
         assert condition is not None
 
         def is_asked(answers: Mapping[str, Any]) -> bool:
-            return condition.holds(answers, self.script.scores(answers))
+            # the totals only for a condition on a total: the rest look at one answer
+            scores = self.script.scores(answers) if condition.score is not None else {}
+            return condition.holds(answers, scores)
 
         is_asked.__name__ = f"asks_{question.id}"
         return is_asked
@@ -140,6 +146,12 @@ class ScreeningFlow:
         self.machine.set_state(state, model=cursor)
         moved = cursor.trigger(trigger, answers=answers)  # type: ignore[attr-defined]
         return cursor.state if moved else None
+
+    def has_previous(self, state: str, answers: Mapping[str, Any]) -> bool:
+        """Whether "back" leads anywhere from ``state`` (for the Back button, on every
+        question): known without running the machine unless only conditional questions
+        come before."""
+        return state in self._back_always or self.move(state, "back", answers) is not None
 
     # --- handling one event ----------------------------------------------------------------
 
@@ -537,7 +549,7 @@ class _Turn:
         ]
         if question.optional:
             rows.append((Option(t("skip", lang), f"skip:{question.id}"),))
-        if self.flow.move(question.id, "back", self.s.answers) is not None:
+        if self.flow.has_previous(question.id, self.s.answers):
             rows.append((Option(t("back", lang), "back"),))
         self.options = tuple(rows)
 

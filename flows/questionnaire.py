@@ -10,10 +10,11 @@ Nothing here knows about Telegram, storage or the clock.
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
@@ -31,7 +32,8 @@ def _localised(texts: Mapping[str, str], lang: Lang) -> str:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer answer; True and False are not (``True == 1`` would match a choice)."""
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
 # --- conditions ---------------------------------------------------------------------------
@@ -49,6 +51,9 @@ class Condition:
     score: str | None
     op: str
     value: int | tuple[int, ...]
+    # ``op`` as a function of the actual value: the routing checks every condition after
+    # every answer, so the operator is looked up once, here, not on each check
+    _compare: Callable[[int], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.item is None) == (self.score is None):
@@ -60,6 +65,7 @@ class Condition:
                 raise ValueError(f"{self.op} needs a list of integers: {self!r}")
         elif not _is_int(self.value):
             raise ValueError(f"{self.op} needs an integer: {self!r}")
+        object.__setattr__(self, "_compare", _comparison(self.op, self.value))
 
     @property
     def subject(self) -> str:
@@ -67,23 +73,7 @@ class Condition:
 
     def holds(self, answers: Mapping[str, Any], scores: Mapping[str, int]) -> bool:
         actual = answers.get(self.item) if self.item is not None else scores.get(self.score)
-        if not _is_int(actual):
-            return False
-        value = self.value
-        match self.op:
-            case "==":
-                return actual == value
-            case "!=":
-                return actual != value
-            case ">=":
-                return actual >= value  # type: ignore[operator]
-            case "<=":
-                return actual <= value  # type: ignore[operator]
-            case "in":
-                return actual in value  # type: ignore[operator]
-            case "not_in":
-                return actual not in value  # type: ignore[operator]
-        raise AssertionError(self.op)  # pragma: no cover (checked in __post_init__)
+        return _is_int(actual) and self._compare(actual)
 
     def __str__(self) -> str:
         value = list(self.value) if isinstance(self.value, tuple) else self.value
@@ -98,6 +88,15 @@ class Condition:
         if isinstance(value, list):
             value = tuple(value)
         return cls(item=data.get("item"), score=data.get("score"), op=data.get("op", ""), value=value)  # type: ignore[arg-type]
+
+
+def _comparison(op: str, value: int | tuple[int, ...]) -> Callable[[int], bool]:
+    """``actual <op> value`` as a one-argument function."""
+    if op in ("in", "not_in"):
+        members = frozenset(value)  # type: ignore[arg-type]
+        return members.__contains__ if op == "in" else lambda actual: actual not in members
+    compare = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le}[op]
+    return lambda actual: compare(actual, value)
 
 
 # --- choices, bands -----------------------------------------------------------------------
@@ -296,12 +295,12 @@ class Instrument:
         """Sum of the scored items answered so far (a lower bound until ``complete``);
         None if none is answered. Values that are not one of the item's choices are ignored.
         """
-        given = [
-            value
-            for item, values in self._scoring
-            if (value := answers.get(item)) is not None and _is_int(value) and value in values
-        ]
-        return sum(given) if given else None
+        total = None
+        for item, values in self._scoring:
+            value = answers.get(item)
+            if value is not None and _is_int(value) and value in values:
+                total = value if total is None else total + value
+        return total
 
     def complete(self, answers: Mapping[str, Any]) -> bool:
         """Every scored item answered, or skipped by its ``ask_if`` (AUDIT-C items 2-3 for

@@ -41,7 +41,7 @@ class Rule:
     source: str
 
     def matches(self, answers: Mapping[str, Any], scores: Mapping[str, int]) -> bool:
-        return all(c.holds(answers, scores) for c in self.when)
+        return _all_hold(self.when, answers, scores)
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,16 @@ class Flag:
     when: tuple[Condition, ...]
 
     def present(self, answers: Mapping[str, Any], scores: Mapping[str, int]) -> bool:
-        return all(c.holds(answers, scores) for c in self.when)
+        return _all_hold(self.when, answers, scores)
+
+
+def _all_hold(
+    conditions: tuple[Condition, ...], answers: Mapping[str, Any], scores: Mapping[str, int]
+) -> bool:
+    for condition in conditions:  # a loop, not all(...): this runs ~20 times per answer
+        if not condition.holds(answers, scores):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -140,8 +149,9 @@ def assess(answers: Mapping[str, Any], script: Script | None = None) -> Assessme
     script = script or load_script()
     routing = load_routing()
     scores = script.scores(answers)
-    reasons = tuple(r.reason for r in routing.rules if r.matches(answers, scores))
-    priority = max((r.priority for r in routing.rules if r.reason in reasons), default=Priority.NONE)
+    matched = [r for r in routing.rules if r.matches(answers, scores)]
+    reasons = tuple(r.reason for r in matched)
+    priority = max((r.priority for r in matched), default=Priority.NONE)
     bands = {
         iid: script.instruments[iid].band(total)
         for iid, total in scores.items()

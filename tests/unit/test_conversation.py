@@ -337,6 +337,18 @@ def test_back_on_first_question_says_so(flow):
     assert "første spørsmålet" in chat.said
 
 
+def test_back_button_shown_exactly_where_back_leads_somewhere(flow):
+    # has_previous skips the machine where an always-asked question comes before; it must
+    # agree with the machine everywhere, whatever the answers (conditional questions too)
+    choices = {q.id: [c.value for c in q.choices] for q in flow.questions if q.kind == "choice"}
+    answer_sets = [{}, {q: v[0] for q, v in choices.items()}, {q: v[-1] for q, v in choices.items()}]
+    for answers in answer_sets:
+        for question in flow.questions:
+            expected = flow.move(question.id, "back", answers) is not None
+            assert flow.has_previous(question.id, answers) is expected, question.id
+    assert not flow.has_previous(flow.questions[0].id, {})
+
+
 def test_crisis_answers_from_every_state(flow):
     chat = Chat(flow)
     states = set()

@@ -468,6 +468,17 @@ def test_condition_unanswered_or_text_never_holds(op, value):
     assert condition.holds({"x": "some text"}, {}) is False
     assert condition.holds({"x": ""}, {}) is False  # a skipped optional question
     assert condition.holds({"x": None}, {}) is False
+    assert condition.holds({"x": True}, {}) is False  # True == 1, but no answer is a boolean
+    assert condition.holds({"x": [1]}, {}) is False  # unhashable: no error either
+
+
+def test_conditions_compare_by_what_they_say():
+    # the compiled comparison is left out of equality and hashing
+    a = Condition(item="x", score=None, op="in", value=(0, 1))
+    assert a == Condition(item="x", score=None, op="in", value=(0, 1))
+    assert hash(a) == hash(Condition(item="x", score=None, op="in", value=(0, 1)))
+    assert a != Condition(item="x", score=None, op="not_in", value=(0, 1))
+    assert "compare" not in repr(a)
 
 
 def test_condition_on_score():
