@@ -209,7 +209,11 @@ class CitizenService:
         The routing of the alerts is stored already (with the answer): their card is posted
         or brought up to date once, however many alerts the reply holds.
         ``team_told_on_failure``: :meth:`handle` alerts the team itself if this fails."""
-        replying = asyncio.create_task(self._say(who.chat_id, [a for a in actions if isinstance(a, Say)]))
+        says = [a for a in actions if isinstance(a, Say)]
+        if len(says) == len(actions):  # nothing to hand over (most answers): no task needed
+            await self._say(who.chat_id, says)
+            return
+        replying = asyncio.create_task(self._say(who.chat_id, says))
         fail_safe = None
         handed_over = False
         try:
