@@ -154,7 +154,8 @@ class CaseRecord:
     outcome: str | None
     escalated_at: datetime | None
     finished_at: datetime | None
-    version: int = 0  # raised with every stored answer and routing (apply_update's compare-and-set)
+    # raised by every write to the case but set_card (apply_update's compare-and-set)
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,10 +411,11 @@ _CITIZEN_ID_BY_USER_KEY = (
 
 # The routing an answer stores with it (see _answer_binds; without an alert it changes
 # nothing). Priority and reasons are the caller's, merged onto what it read at the version
-# the answer is stored at (the compare-and-set makes that exact: only writes that raise the
-# version change them). Status and handover time are set from the row itself, since claims,
-# releases and closes change them without raising the version: a case claimed meanwhile
-# stays claimed.
+# the answer is stored at (the compare-and-set makes that exact: every write that changes
+# them raises the version). Status and handover time are set from the row itself, never
+# written back from what the caller read: a claim, release or close raises the version too,
+# so an answer decided before it is refused, but an answer stored without a version
+# (_STORE_ANY_ANSWER) must not undo it either.
 # (the defaults: no routing, for a caller that gives none)
 _ANSWER_PRIORITY = bindparam("new_priority", value=0)
 _HANDS_OVER = bindparam("hands_over", value=False, type_=Boolean())
@@ -601,6 +603,7 @@ _CLAIM = (
         claimed_by=bindparam("therapist_id"),
         claimed_at=bindparam("now", type_=_CASES.c.claimed_at.type),
         updated_at=bindparam("now", type_=_CASES.c.updated_at.type),
+        version=_CASES.c.version + 1,  # see SqlRepository._set_case_if
     )
 )
 _UNDELIVERED_RELAYS = (
@@ -1380,9 +1383,19 @@ class SqlRepository:
         return (Case.status == STATUS_CLAIMED, Case.claimed_by == int(therapist_id))
 
     def _set_case_if(self, case_id: int, conditions: tuple[Any, ...], **values: Any) -> bool:
-        """One conditional UPDATE of a case (compare-and-set): True if this caller changed it."""
+        """One conditional UPDATE of a case (compare-and-set): True if this caller changed it.
+
+        It raises the case's version, as claims, answers and routings do: every write to a
+        case but its card's message id (``set_card``, which nothing is decided from) does,
+        so a citizen's update decided from the case as it was before is refused and decided
+        again (``apply_update``), also when it was decided from the case as this process
+        remembers storing it (``bot.citizens``)."""
         with self._tx(write=True) as db:
-            stmt = update(Case).where(Case.id == case_id, *conditions).values(**values)
+            stmt = (
+                update(Case)
+                .where(Case.id == case_id, *conditions)
+                .values(**values, version=col(Case.version) + 1)
+            )
             return self._conditional_update(db, stmt) == 1
 
     def claimed_cases(self, therapist_id: int) -> list[CaseRecord]:

@@ -226,20 +226,72 @@ def test_a_first_answer_that_raises_a_routing_opens_the_new_case_at_once(repo):
     assert [c.id for c in repo.open_cases()] == [case.id]
 
 
-def test_a_claim_made_while_an_answer_was_decided_is_kept_by_its_routing(repo):
-    """Claims, releases and closes do not raise the version: the answer's routing must not
-    write back the status it read (a claimed case would open again for everyone)."""
+def test_a_claim_made_while_an_answer_was_decided_makes_it_decide_again_and_stands(repo):
+    """A claim raises the version: an answer decided before it (when no therapist was in the
+    conversation) is refused and decided again; stored then, its routing keeps the claim
+    (status and handover time come from the row, never from what the caller read)."""
     case = new_case(repo, 1, routing=Routing(3, ("suicidal_ideation",)))
     seen = repo.snapshot(USER_ID, 2)
     assert repo.claim(case.id, 42, later(1))  # a therapist claims meanwhile
+    with pytest.raises(StaleSession):
+        new_case(
+            repo, 2, case_id=case.id, expected_version=seen.case.version, stored_citizen=seen.citizen,
+            routing=Routing(4, ("text_suicide",)), stored_routing=Routing(3, ("suicidal_ideation",)),
+            now=later(2),
+        )  # fmt: skip
+    again = repo.snapshot(USER_ID, 2)
+    assert (again.case.status, again.case.claimed_by) == ("claimed", 42)
     stored = new_case(
-        repo, 2, case_id=case.id, expected_version=seen.case.version, stored_citizen=seen.citizen,
+        repo, 2, case_id=case.id, expected_version=again.case.version, stored_citizen=again.citizen,
         routing=Routing(4, ("text_suicide",)), stored_routing=Routing(3, ("suicidal_ideation",)),
         now=later(2),
     )  # fmt: skip
     assert (stored.status, stored.claimed_by, stored.priority) == ("claimed", 42, 4)
     assert stored.handed_over_at == NOW
     assert repo.case(case.id).status == "claimed"
+
+
+def test_an_answer_stored_without_a_version_keeps_a_claim(repo):
+    """The statement sets status and handover time from the row as it stands, so even an
+    answer stored without a version cannot open a claimed case again."""
+    case = new_case(repo, 1, routing=Routing(3, ("suicidal_ideation",)))
+    assert repo.claim(case.id, 42, later(1))
+    stored = new_case(repo, 2, case_id=case.id, state="q2", now=later(2))
+    assert (stored.status, stored.claimed_by, stored.handed_over_at) == ("claimed", 42, NOW)
+
+
+def test_every_write_to_a_case_but_its_card_raises_the_version(repo):
+    """What a citizen's update is decided from (session, routing, status, who holds the
+    case) only changes with the version, so a decision from an older copy, read or
+    remembered, is refused (H22). The card's message id is not decided from."""
+    case = new_case(repo, 1)
+    version = case.version
+
+    def raised(changed: bool = True) -> None:
+        nonlocal version
+        now = repo.case(case.id).version
+        assert now == (version + 1 if changed else version)
+        version = now
+
+    repo.set_routing(case.id, 4, ["risk_plans"], later(1))
+    raised()
+    assert repo.set_card(case.id, 555)
+    raised(changed=False)
+    assert repo.mark_escalated(case.id, later(2))
+    raised()
+    assert repo.claim(case.id, 11, later(3))
+    raised()
+    assert repo.transfer(case.id, 11, 12, later(4))
+    raised()
+    assert repo.release(case.id, 12, later(5))
+    raised()
+    assert repo.claim(case.id, 13, later(6))
+    raised()
+    assert repo.close(case.id, 13, "referred", later(7))
+    raised()
+    # refused compare-and-sets change nothing
+    assert not repo.claim(case.id, 14, later(8)) and not repo.close(case.id, 13, "x", later(8))
+    raised(changed=False)
 
 
 def test_a_routing_stored_meanwhile_makes_an_answer_decide_again(repo):
