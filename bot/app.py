@@ -40,7 +40,8 @@ def create_app(
         if not database_ready:
             background.append(asyncio.create_task(database.keep_trying(store)))
         if housekeeping:
-            background.append(asyncio.create_task(database.purge_daily(store, settings, clock)))
+            purge = database.purge_daily(store, settings, clock, forget=services.citizens.remembered.clear)
+            background.append(asyncio.create_task(purge))
 
     async def on_stop(app: Application) -> None:
         for task in background:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,8 +54,16 @@ async def keep_trying(repo: Any, interval: float = 5.0) -> None:
             log.critical("database reachable but unusable: %s", error)
 
 
-async def purge_daily(repo: Any, settings: Any, clock: Any, interval: float = 24 * 3600) -> None:
-    """Delete what is past its retention, once a day (idempotent across instances)."""
+async def purge_daily(
+    repo: Any,
+    settings: Any,
+    clock: Any,
+    interval: float = 24 * 3600,
+    *,
+    forget: Callable[[], None] | None = None,
+) -> None:
+    """Delete what is past its retention, once a day (idempotent across instances);
+    ``forget`` then drops what the process holds of it in memory."""
     while True:
         try:
             report = await asyncio.to_thread(
@@ -63,6 +72,8 @@ async def purge_daily(repo: Any, settings: Any, clock: Any, interval: float = 24
                 settings.retention_days,
                 audit_retention_days=settings.audit_retention_days,
             )
+            if forget is not None:
+                forget()
             for line in report.lines():
                 log.info("retention: %s", line)
         except Exception as error:  # noqa: BLE001 - try again tomorrow, keep serving
