@@ -33,7 +33,7 @@ from typing import Any
 
 __all__ = ["CAPACITY", "TTL_SECONDS", "RememberedCases"]
 
-#: cases remembered at most (the newest); about 3 kB each
+#: cases remembered at most (the newest); about 7 kB each for a finished screening, 29 MB at most
 CAPACITY = 4096
 #: seconds a case is remembered after it was stored, and a refused citizen read every time
 TTL_SECONDS = 600.0

@@ -21,6 +21,11 @@ before it gets its fail-safe reply.
 Only repository methods marked :func:`batchable` (the prepared-statement hot path) join
 batches; any other call runs on a thread of its own, as before.
 
+A call may also name a *planned* form (``SqlRepository.plan_apply_update``): the one
+statement it is, where it is one (:class:`storage.prepared.Planned`). The repository sends the
+planned calls of a batch to PostgreSQL together, so the batch waits for one round trip, not
+one per call (:meth:`storage.SqlRepository.run_batch`).
+
 A read may also name a variant that runs on the event loop where it cannot wait, or is
 awaited there where it cannot block it (``SqlRepository.snapshot_at_once``,
 :mod:`storage.at_once`). It is used when no batch of reads is running: then the read would
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-__all__ = ["AT_ONCE_MARK", "BATCH_MARK", "Batcher", "Outcome", "batchable"]
+__all__ = ["AT_ONCE_MARK", "BATCH_MARK", "PLANNED_MARK", "Batcher", "Outcome", "batchable", "planned_form"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,11 +50,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 BATCH_MARK = "_joins_batch_writing"
 #: attribute set on batchable reads with a variant that runs at once: that method's name
 AT_ONCE_MARK = "_at_once_variant"
+#: attribute set on batchable methods with a planned form (one statement): that method's name
+PLANNED_MARK = "_planned_form"
 #: calls per batch at most: bounds how long the last caller of a burst waits for the commit
 MAX_BATCH = 64
 
 
-def batchable(*, writes: bool, at_once: str | None = None) -> Callable[[F], F]:
+def batchable(*, writes: bool, at_once: str | None = None, planned: str | None = None) -> Callable[[F], F]:
     """Mark a repository method that may run inside another call's transaction: it uses
     only the shared cursor (``SqlRepository._raw_tx``), opens no session or connection of
     its own, and writes nothing before a check that may raise.
@@ -57,7 +64,11 @@ def batchable(*, writes: bool, at_once: str | None = None) -> Callable[[F], F]:
     ``at_once`` (reads only) names a method of the same object, taking the same arguments,
     that returns the same result on the calling thread without ever waiting (or an
     awaitable of it that never blocks the event loop), or None where it would have to
-    wait."""
+    wait.
+
+    ``planned`` names a method of the same object, taking the same arguments, that returns
+    the call as one statement (:class:`storage.prepared.Planned`) whose run gives the same
+    result, or None where the call is not one statement."""
     if writes and at_once is not None:
         raise ValueError("only a read may run at once on the event loop")
 
@@ -65,6 +76,8 @@ def batchable(*, writes: bool, at_once: str | None = None) -> Callable[[F], F]:
         setattr(method, BATCH_MARK, writes)
         if at_once is not None:
             setattr(method, AT_ONCE_MARK, at_once)
+        if planned is not None:
+            setattr(method, PLANNED_MARK, planned)
         return method
 
     return mark
@@ -167,6 +180,18 @@ class Batcher:
             return
         for call, outcome in zip(batch, outcomes, strict=True):
             _resolve(call.future, outcome)
+
+
+def planned_form(call: Callable[[], Any]) -> Any | None:
+    """The planned form of ``call`` (a ``partial`` of a method marked with ``planned``,
+    as :class:`Batcher` makes them): that method's result for the same arguments, or None."""
+    if not isinstance(call, partial):
+        return None
+    name = getattr(call.func, PLANNED_MARK, None)
+    owner = getattr(call.func, "__self__", None)
+    if name is None or owner is None:
+        return None
+    return getattr(owner, name)(*call.args, **call.keywords)
 
 
 def _at_once_variant(fn: Callable[..., Any]) -> Callable[..., Any] | None:

@@ -9,20 +9,25 @@ encryption, JSON and UTC handling as everywhere else), then goes straight to the
 
 The statements stay declared in Core, next to the tables, in one place; only how they are run
 differs. Anything with post-compile parameters (``IN`` lists, literal binds) is refused.
+
+A call that is one statement can be described as :class:`Planned`; on PostgreSQL
+:func:`run_pipelined` sends several such calls together (psycopg's pipeline mode), so a batch
+of them waits for one round trip instead of one per call (``SqlRepository.run_batch``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Dialect, Engine
 
 from .engine import suspect_connections
 
-__all__ = ["Prepared", "raw_transaction"]
+__all__ = ["Planned", "Prepared", "raw_transaction", "run_pipelined"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -62,7 +67,15 @@ class Prepared:
         return dict(converted) if self._keyed else [value for _, value in converted]
 
     def rows(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
+        self.execute(cursor, **params)
+        return self.fetch(cursor)
+
+    def execute(self, cursor: Any, **params: Any) -> None:
+        """Send the statement (in pipeline mode its rows come later: :meth:`fetch`)."""
         cursor.execute(self.sql, self._arguments(params))
+
+    def fetch(self, cursor: Any) -> list[dict[str, Any]]:
+        """The rows of the statement last executed on ``cursor``."""
         return self._converted(cursor.fetchall())
 
     async def rows_awaited(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
@@ -78,8 +91,45 @@ class Prepared:
         ]
 
     def count(self, cursor: Any, **params: Any) -> int:
-        cursor.execute(self.sql, self._arguments(params))
+        self.execute(cursor, **params)
         return int(cursor.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A repository call that is one statement: the statement, its parameters, and what the
+    call returns given the statement's rows (``finish(cursor, rows)``, which may raise, or run
+    a further statement on ``cursor`` to find out why no row came back)."""
+
+    statement: Prepared
+    params: dict[str, Any]
+    finish: Callable[[Any, list[dict[str, Any]]], Any]
+
+    def run(self, cursor: Any) -> Any:
+        return self.finish(cursor, self.statement.rows(cursor, **self.params))
+
+
+def run_pipelined(cursor: Any, calls: Sequence[Planned]) -> list[Any]:
+    """Each call's value, in order, their statements sent to PostgreSQL together on
+    ``cursor``'s connection (psycopg's pipeline mode): the server runs them one after
+    another in the transaction, as if sent one by one, and the caller waits for one round
+    trip, not one per call. Each ``finish`` then runs in order, in normal mode.
+
+    A statement that fails aborts the rest (psycopg raises when their results are fetched);
+    the caller's transaction is then rolled back, as for any failed statement."""
+    connection = cursor.connection
+    cursors = [connection.cursor() for _ in calls]
+    try:
+        with connection.pipeline() as pipeline:
+            for call, each in zip(calls, cursors, strict=True):
+                call.statement.execute(each, **call.params)
+            pipeline.sync()
+            fetched = [call.statement.fetch(each) for call, each in zip(calls, cursors, strict=True)]
+    finally:
+        for each in cursors:
+            with contextlib.suppress(Exception):
+                each.close()
+    return [call.finish(cursor, rows) for call, rows in zip(calls, fetched, strict=True)]
 
 
 def _result_columns(statement: Any) -> list[Any]:

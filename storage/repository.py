@@ -53,11 +53,11 @@ from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
 from .at_once import NonBlockingReader, NonWaitingReader
-from .batch import Outcome, batchable
+from .batch import Outcome, batchable, planned_form
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines, sqlite_file
 from .migrate import SchemaOutdated, SchemaStatus
-from .prepared import Prepared, raw_transaction
+from .prepared import Planned, Prepared, raw_transaction, run_pipelined
 from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage, StorageMeta
 
 __all__ = [
@@ -745,6 +745,12 @@ def _utc(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
+def _pipeline_supported() -> bool:
+    import psycopg  # the PostgreSQL driver: only needed where PostgreSQL is used
+
+    return bool(psycopg.Pipeline.is_supported())
+
+
 def _new_label(length: int) -> str:
     return "K-" + "".join(secrets.choice(_LABEL_ALPHABET) for _ in range(length))
 
@@ -786,6 +792,7 @@ class SqlRepository:
         sqlite_path = sqlite_file(database_url)
         self._at_once = NonWaitingReader(sqlite_path) if sqlite_path is not None else None
         self._awaited = NonBlockingReader(self._engine) if self._dialect == "postgresql" else None
+        self._pipelines = self._dialect == "postgresql" and _pipeline_supported()
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -882,7 +889,7 @@ class SqlRepository:
             with self._raw_tx(write=any(writes for _, writes in calls)) as cursor:
                 self._batch.cursor = cursor
                 try:
-                    values = [call() for call, _ in calls]
+                    values = self._run_calls(cursor, [call for call, _ in calls])
                 finally:
                     self._batch.cursor = None
         except (dbapi.OperationalError, dbapi.InterfaceError, TimeoutError) as fault:
@@ -890,6 +897,30 @@ class SqlRepository:
         except Exception:  # noqa: BLE001 - one call's fault: each on its own
             return [_outcome(call) for call, _ in calls]
         return [Outcome(value) for value in values]
+
+    def _run_calls(self, cursor: Any, calls: list[Callable[[], Any]]) -> list[Any]:
+        """The calls of a batch, in order, in its transaction. On PostgreSQL the calls that
+        are one statement each (a planned form, :func:`~storage.batch.planned_form`) and come
+        one after another are sent together (:func:`~storage.prepared.run_pipelined`): the
+        batch, which every concurrent update's write waits for, then waits for one round trip
+        where it waited for one per call (docs/performance.md)."""
+        values: list[Any] = []
+        waiting: list[Planned] = []
+        for call in calls:
+            planned = planned_form(call) if self._pipelines else None
+            if planned is not None:
+                waiting.append(planned)
+                continue
+            values += self._run_planned(cursor, waiting)
+            waiting = []
+            values.append(call())
+        return values + self._run_planned(cursor, waiting)
+
+    @staticmethod
+    def _run_planned(cursor: Any, calls: list[Planned]) -> list[Any]:
+        if len(calls) > 1:
+            return run_pipelined(cursor, calls)
+        return [call.run(cursor) for call in calls]
 
     @contextmanager
     def _turn(self, write: bool) -> Iterator[None]:
@@ -1093,7 +1124,7 @@ class SqlRepository:
         with self._tx(write=False) as session:
             return session.get(ProcessedUpdate, update_id) is not None
 
-    @batchable(writes=True)
+    @batchable(writes=True, planned="plan_apply_update")
     def apply_update(
         self,
         update_id: int | None,
@@ -1133,20 +1164,16 @@ class SqlRepository:
         opens for the therapists (status "open", ``handed_over_at``). On an existing case it
         needs ``expected_version`` and ``stored_routing``, the case's routing at that version.
         """
+        planned = self.plan_apply_update(
+            update_id, user_id=user_id, chat_id=chat_id, lang=lang, session=session, state=state, now=now,
+            case_id=case_id, finished=finished, expected_version=expected_version,
+            stored_citizen=stored_citizen, routing=routing, stored_routing=stored_routing,
+        )  # fmt: skip
+        if planned is not None:  # most updates on PostgreSQL: one statement (outside a batch, in autocommit)
+            with self._raw_tx(write=True, one_statement=True) as cursor:
+                return planned.run(cursor)
         now = _utc(now)
         user_key = self.user_key(user_id)
-        if (
-            self._hot.store_answer_and_mark is not None
-            and update_id is not None
-            and case_id is not None
-            and expected_version is not None
-            and stored_citizen is not None
-            and (stored_citizen.chat_id, stored_citizen.lang) == (int(chat_id), lang)
-        ):  # most updates on PostgreSQL: one statement
-            binds = _answer_binds(
-                case_id, user_key, expected_version, session, state, now, finished, routing, stored_routing
-            )
-            return self._answer_and_mark(update_id, binds, session)
         try:
             with self._raw_tx(write=True) as cursor:
                 if update_id is not None:
@@ -1164,23 +1191,51 @@ class SqlRepository:
         except _AlreadyProcessed:
             return None
 
-    def _answer_and_mark(
-        self, update_id: int, binds: dict[str, Any], new_session: dict[str, Any]
-    ) -> CaseRecord | None:
-        """``apply_update`` for an answer with nothing to change on the citizen, on
-        PostgreSQL: ``_STORE_ANSWER_AND_MARK`` (``binds`` from ``_answer_binds``), alone in
-        autocommit outside a batch."""
-        hot = self._hot
-        assert hot.store_answer_and_mark is not None
-        with self._raw_tx(write=True, one_statement=True) as cursor:
-            (row,) = hot.store_answer_and_mark.rows(cursor, update_id=int(update_id), **binds)
+    def plan_apply_update(
+        self,
+        update_id: int | None,
+        *,
+        user_id: int,
+        chat_id: int,
+        lang: str,
+        session: dict[str, Any],
+        state: str,
+        now: datetime,
+        case_id: int | None = None,
+        finished: bool = False,
+        expected_version: int | None = None,
+        stored_citizen: CitizenRecord | None = None,
+        routing: Routing | None = None,
+        stored_routing: Routing | None = None,
+    ) -> Planned | None:
+        """:meth:`apply_update` as one statement, where it is one: on PostgreSQL, an answer
+        to a case at a known version with nothing to change on the citizen (most updates):
+        ``_STORE_ANSWER_AND_MARK``. None otherwise."""
+        store = self._hot.store_answer_and_mark
+        if (
+            store is None
+            or update_id is None
+            or case_id is None
+            or expected_version is None
+            or stored_citizen is None
+            or (stored_citizen.chat_id, stored_citizen.lang) != (int(chat_id), lang)
+        ):
+            return None
+        binds = _answer_binds(
+            case_id, self.user_key(user_id), expected_version, session, state, _utc(now), finished, routing,
+            stored_routing,
+        )  # fmt: skip
+
+        def stored(cursor: Any, rows: list[dict[str, Any]]) -> CaseRecord | None:
+            (row,) = rows
             if row["id"] is None:  # nothing stored, nor the update id
                 if row["processed_before"]:
                     return None
                 self._raise_missing_or_stale(cursor, binds["case_id"], binds["user_key"])
-        names = CaseRecord.__slots__  # type: ignore[attr-defined]
-        values = {name: row[name] for name in names if name != "session"}
-        return _stored_case(values, new_session)
+            names = CaseRecord.__slots__  # type: ignore[attr-defined]
+            return _stored_case({name: row[name] for name in names if name != "session"}, session)
+
+        return Planned(store, {"update_id": int(update_id), **binds}, stored)
 
     def _raise_missing_or_stale(self, cursor: Any, case_id: int, user_key: str) -> NoReturn:
         """Why a compare-and-set on ``case_id`` matched no row: CaseNotFound if the case is

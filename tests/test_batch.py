@@ -7,15 +7,23 @@ import asyncio
 import threading
 from functools import partial
 
-from storage import Batcher, SqlRepository, StaleSession
+import pytest
+
+from storage import Batcher, CitizenRecord, SqlRepository, StaleSession
+from storage import repository as repository_module
 from storage.batch import Outcome, batchable
 from tests.test_repository import NOW, new_case
 
 USERS = range(5_001, 5_011)
 
 
-def answer(repo: SqlRepository, update_id: int, user_id: int, case, state: str = "q2"):
-    """``apply_update`` for an answer to ``case``, bound for a batch."""
+def answer(
+    repo: SqlRepository, update_id: int, user_id: int, case, state: str = "q2", *, one_statement=False
+):
+    """``apply_update`` for an answer to ``case``, bound for a batch. ``one_statement``: as the
+    bot calls it, with the citizen as read, so that on PostgreSQL it is one statement
+    (``plan_apply_update``) and batches send such answers together."""
+    citizen = CitizenRecord(case.citizen_id, user_id, "nb") if one_statement else None
     return partial(
         repo.apply_update,
         update_id,
@@ -27,12 +35,29 @@ def answer(repo: SqlRepository, update_id: int, user_id: int, case, state: str =
         now=NOW,
         case_id=case.id,
         expected_version=case.version,
+        stored_citizen=citizen,
     )
 
 
-def test_a_batch_stores_every_call_and_returns_each_its_own_result(repo):
+def pipelines_of(repo, monkeypatch) -> list[int]:
+    """How many calls each pipeline of the repository's batches held, from now on."""
+    sizes: list[int] = []
+    original = repository_module.run_pipelined
+
+    def counting(cursor, calls):
+        sizes.append(len(calls))
+        return original(cursor, calls)
+
+    monkeypatch.setattr(repository_module, "run_pipelined", counting)
+    return sizes
+
+
+@pytest.mark.parametrize("one_statement", [False, True])
+def test_a_batch_stores_every_call_and_returns_each_its_own_result(repo, one_statement):
     cases = {user: new_case(repo, 100 + user, user_id=user) for user in USERS}
-    calls = [(answer(repo, 200 + user, user, cases[user]), True) for user in USERS]
+    calls = [
+        (answer(repo, 200 + user, user, cases[user], one_statement=one_statement), True) for user in USERS
+    ]
     calls.append((partial(repo.snapshot, USERS[0], None), False))
 
     outcomes = repo.run_batch(calls)
@@ -47,11 +72,14 @@ def test_a_batch_stores_every_call_and_returns_each_its_own_result(repo):
         assert repo.snapshot(user, 200 + user).processed
 
 
-def test_a_stale_call_fails_alone_and_the_rest_of_its_batch_is_stored(repo):
+@pytest.mark.parametrize("one_statement", [False, True])
+def test_a_stale_call_fails_alone_and_the_rest_of_its_batch_is_stored(repo, one_statement):
     cases = {user: new_case(repo, 100 + user, user_id=user) for user in USERS}
     stale_user = USERS[3]
     repo.run_batch([(answer(repo, 300, stale_user, cases[stale_user], "elsewhere"), True)])  # moved on
-    calls = [(answer(repo, 200 + user, user, cases[user]), True) for user in USERS]
+    calls = [
+        (answer(repo, 200 + user, user, cases[user], one_statement=one_statement), True) for user in USERS
+    ]
 
     outcomes = repo.run_batch(calls)
 
@@ -63,6 +91,50 @@ def test_a_stale_call_fails_alone_and_the_rest_of_its_batch_is_stored(repo):
     stale = repo.snapshot(stale_user, 200 + stale_user)
     assert not stale.processed  # not marked applied: deciding again may apply it
     assert stale.case.session["state"] == "elsewhere"
+
+
+def test_one_statement_answers_of_a_batch_go_to_postgresql_together_between_the_other_calls(
+    repo, monkeypatch
+):
+    """On PostgreSQL consecutive one-statement answers share one round trip (pipeline mode);
+    a call that is not one statement runs in its place in the order, between them."""
+    sizes = pipelines_of(repo, monkeypatch)
+    other = USERS[-1] + 1
+    cases = {user: new_case(repo, 100 + user, user_id=user) for user in [*USERS, other]}
+    first, second = USERS[:4], USERS[4:]
+    calls = [(answer(repo, 200 + user, user, cases[user], one_statement=True), True) for user in first]
+    calls.append((answer(repo, 300, other, cases[other]), True))  # not one statement
+    calls += [(answer(repo, 200 + user, user, cases[user], one_statement=True), True) for user in second]
+
+    outcomes = repo.run_batch(calls)
+
+    assert sizes == ([4, 6] if repo.dialect == "postgresql" else [])
+    assert all(outcome.error is None for outcome in outcomes)
+    for user, outcome in zip([*first, other, *second], outcomes, strict=True):
+        assert outcome.value.version == cases[user].version + 1
+        assert repo.snapshot(user, 300 if user == other else 200 + user).processed
+
+
+def test_a_statement_failing_amid_a_pipeline_fails_its_call_alone(repo, monkeypatch):
+    """A statement the server refuses aborts the rest of its pipeline; the batch is rolled
+    back and every call runs again on its own, so only that call's caller gets the error."""
+    sizes = pipelines_of(repo, monkeypatch)
+    cases = {user: new_case(repo, 100 + user, user_id=user) for user in USERS[:4]}
+    bad = USERS[1]
+    calls = [
+        (answer(repo, 2**63 if user == bad else 200 + user, user, cases[user], one_statement=True), True)
+        for user in cases
+    ]  # update id out of the column's range
+
+    outcomes = repo.run_batch(calls)
+
+    assert sizes == ([4] if repo.dialect == "postgresql" else [])  # then each alone
+    for user, outcome in zip(cases, outcomes, strict=True):
+        if user == bad:
+            assert outcome.error is not None and not isinstance(outcome.error, StaleSession)
+            assert repo.snapshot(user, None).case.version == cases[user].version
+        else:
+            assert outcome.error is None and repo.snapshot(user, 200 + user).processed
 
 
 def test_a_database_fault_fails_the_whole_batch_at_once_and_stores_nothing(repo):
