@@ -1,11 +1,11 @@
-"""Reads for when they cannot wait: on the calling thread (a SQLite file), or awaited on the
-event loop without blocking it (PostgreSQL).
+"""Database work for when it cannot wait: on the calling thread (a SQLite file), or awaited
+on the event loop without blocking it (PostgreSQL).
 
-Every citizen update reads its case before the flow decides. Run on a worker thread, that
-read costs a hop there and back (about 0.2 ms of wall time on this 2-core machine, more than
-the read itself), and under a paced load most reads are batches of one, so the hop is not
-shared. The event loop must never wait on a lock, though, or one held lock would stop every
-chat, crisis replies included.
+Every citizen update reads its case before the flow decides, and writes its answer after.
+Run on a worker thread, each costs a hop there and back (about 0.2 ms of wall time on this
+2-core machine, more than the statement itself), and the thread then waits for Python's lock
+while the event loop holds it. The event loop must never wait on a lock, though, or one held
+lock would stop every chat, crisis replies included.
 
 *SQLite* (:class:`NonWaitingReader`): a read of a SQLite file in WAL mode takes no lock a
 writer holds: it sees the last committed state. In the rare moments it would have to wait
@@ -13,14 +13,25 @@ writer holds: it sees the last committed state. In the rare moments it would hav
 file in exclusive locking mode) SQLite reports "busy"; this connection is told not to wait
 at all, so the read fails at once and the caller reads the usual way, on a thread. The
 connection is opened outside the pool (a pool that is out of connections would make its
-caller wait) and only reads (``query_only``).
+caller wait) and only reads (``query_only``). SQLite writes stay on a thread: a write must
+wait its turn for the file's one write lock.
 
-*PostgreSQL* (:class:`NonBlockingReader`): a read is a round trip to the server, so it is
-not run on the loop but awaited there, on one asyncio connection of psycopg's own: other
-chats go on while it waits. It is used by one read at a time (another read meanwhile goes
-the usual way), gives up after ``READ_TIMEOUT``, and after any fault (timeout, lost
-connection, server down) is dropped and left alone for ``RETRY_AFTER``: the caller reads
-the usual way, with the usual handling of database faults.
+*PostgreSQL* (:class:`NonBlockingConnection`): a statement is a round trip to the server, so
+it is not run on the loop but awaited there, on an asyncio connection of psycopg's own:
+other chats go on while it waits. One connection serves reads, one at a time (another read
+meanwhile goes the usual way), and gives up after ``READ_TIMEOUT``. Another serves the write
+batches of :class:`storage.batch.Batcher` whose calls are one statement each
+(:meth:`NonBlockingConnection.run`), one batch at a time, as the batcher runs them. After any
+fault (timeout, lost connection, server down) a connection is dropped and left alone for
+``RETRY_AFTER``: meanwhile the usual way, on a thread, runs everything, with the usual
+handling of database faults.
+
+What a fault means differs. A read that failed is simply read again the usual way. A write
+that failed before its statements were sent is run again the usual way; one that failed
+after may have been committed (the answer to COMMIT lost), so each of its callers hears of
+the fault (:class:`WriteFault`), as from the usual way: the citizen gets the crisis numbers
+and a risk answer alerts the team (``bot/citizens.py``). Running it again would find its
+update applied and say nothing, and a risk answer's card would never be posted.
 """
 
 from __future__ import annotations
@@ -30,18 +41,32 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from .engine import CONNECT_TIMEOUT
-from .prepared import Prepared
+from . import engine
+from .batch import Outcome
+from .prepared import Planned, Prepared
 
-__all__ = ["READ_TIMEOUT", "RETRY_AFTER", "NonBlockingReader", "NonWaitingReader"]
+T = TypeVar("T")
+
+__all__ = [
+    "READ_TIMEOUT",
+    "RETRY_AFTER",
+    "WRITE_TIMEOUT",
+    "NonBlockingConnection",
+    "NonWaitingReader",
+    "WriteFault",
+]
 
 #: seconds a read on the event loop may take (a few ms as a rule) before it is given up
 READ_TIMEOUT = 2.0
+#: seconds a write batch on the event loop may take before its callers hear of a fault (as
+#: ``storage.engine.SQLITE_BUSY_TIMEOUT``: a slow server is waited for, the loop goes on)
+WRITE_TIMEOUT = 30.0
 #: seconds after a fault during which reads go the usual way (no new connection per update)
 RETRY_AFTER = 5.0
 
@@ -96,10 +121,28 @@ class NonWaitingReader:
             self._discard()
 
 
-class NonBlockingReader:
-    """One autocommit psycopg ``AsyncConnection`` to PostgreSQL, awaited on the event loop:
-    :meth:`rows` returns None where the usual read should run instead (the connection in use
-    by another read, or a fault within the last ``RETRY_AFTER`` seconds)."""
+class WriteFault(Exception):
+    """A write batch on the event loop failed after its statements were sent: it may or may
+    not be stored. ``__cause__`` is the fault."""
+
+
+class _Declined(Exception):
+    """A write batch that the usual way must run instead: nothing of it is stored."""
+
+
+class _NoCursor:
+    """Handed to a :class:`~storage.prepared.Planned` call's ``finish`` on the event loop:
+    a ``finish`` that needs a further statement (to tell why no row came back) declines the
+    batch, which then runs the usual way, where it has a cursor."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _Declined(name)
+
+
+class NonBlockingConnection:
+    """One autocommit psycopg ``AsyncConnection`` to PostgreSQL, awaited on the event loop,
+    used by one caller at a time: :meth:`rows` reads, :meth:`run` writes. Each returns None
+    where the usual way should run instead."""
 
     def __init__(
         self, engine: Engine, *, timeout: float = READ_TIMEOUT, retry_after: float = RETRY_AFTER
@@ -111,38 +154,109 @@ class NonBlockingReader:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_use = False
         self._resting_until = 0.0
+        self._used_at = 0.0  # when the connection last answered
 
     async def rows(self, prepared: Prepared, **params: Any) -> list[dict[str, Any]] | None:
-        """``prepared`` (one statement, consistent on its own in autocommit), or None."""
+        """``prepared`` (one statement, consistent on its own in autocommit), or None: in
+        use, resting after a fault, or a fault now."""
+
+        async def read(connection: Any) -> list[dict[str, Any]]:
+            async with connection.cursor() as cursor:
+                return await prepared.rows_awaited(cursor, **params)
+
+        return await self._attempt(read, rerun_safe=True)
+
+    async def run(self, calls: Sequence[Planned]) -> list[Outcome] | None:
+        """Each call's outcome, in order, all committed together (a call alone is atomic and
+        runs in autocommit). Their statements are sent together (pipeline mode): the batch
+        waits for one round trip, and one more for COMMIT.
+
+        None, with nothing stored, where the usual way should run them instead: in use,
+        resting after a fault, not connected, or in a batch of several a call whose
+        ``finish`` raises (it needs a further statement, or fails: the usual way then tells
+        its caller why, and stores the others). Raises :class:`WriteFault` for a fault after
+        the statements were sent."""
+
+        async def write(connection: Any) -> list[Outcome]:
+            if len(calls) == 1:  # committed already: a failing finish is its caller's error
+                (call,) = calls
+                async with connection.cursor() as cursor:
+                    rows = await call.statement.rows_awaited(cursor, **call.params)
+                try:
+                    return [Outcome(call.finish(_NoCursor(), rows))]
+                except _Declined:  # no row: nothing stored (Planned)
+                    raise
+                except Exception as error:  # noqa: BLE001 - handed to the caller of this call
+                    return [Outcome(error=error)]
+            cursors = [connection.cursor() for _ in calls]
+            try:
+                async with connection.pipeline() as pipeline, connection.transaction():
+                    for call, cursor in zip(calls, cursors, strict=True):
+                        await call.statement.execute_awaited(cursor, **call.params)
+                    await pipeline.sync()
+                    pairs = list(zip(calls, cursors, strict=True))
+                    fetched = [await call.statement.fetch_awaited(each) for call, each in pairs]
+                    # raising here rolls the transaction back
+                    return [Outcome(_finished(call, rows)) for call, rows in zip(calls, fetched, strict=True)]
+            finally:
+                for cursor in cursors:
+                    with contextlib.suppress(Exception):
+                        await cursor.close()
+
+        return await self._attempt(write, rerun_safe=False)
+
+    async def _attempt(self, work: Callable[[Any], Awaitable[T]], *, rerun_safe: bool) -> T | None:
         if self._in_use or time.monotonic() < self._resting_until:
             return None
         self._in_use = True
         try:
-            async with asyncio.timeout(self._timeout):
-                connection = await self._connected()
-                async with connection.cursor() as cursor:
-                    return await prepared.rows_awaited(cursor, **params)
-        except Exception:  # noqa: BLE001 - any fault: the usual read runs and handles it
-            self._discard()
-            self._resting_until = time.monotonic() + self._retry_after
-            return None
+            try:
+                async with asyncio.timeout(self._timeout):
+                    connection = await self._connected()
+            except Exception:  # noqa: BLE001 - not connected: the usual way runs and handles it
+                self._rest()
+                return None
+            try:
+                async with asyncio.timeout(self._timeout):
+                    return await work(connection)
+            except _Declined:  # rolled back (or nothing written): the connection is as good as before
+                return None
+            except Exception as fault:
+                self._rest()
+                if rerun_safe or _refused_by_server(fault):  # nothing stored
+                    return None
+                raise WriteFault(type(fault).__name__) from fault
         except BaseException:  # cancelled mid-statement: the connection's state is unknown
             self._discard()
             raise
         finally:
             self._in_use = False
 
+    def _rest(self) -> None:
+        self._discard()
+        self._resting_until = time.monotonic() + self._retry_after
+
     async def _connected(self) -> Any:
+        """The connection, made anew where there is none (or it was made on another event
+        loop, or is closed); pinged first if idle for ``PING_AFTER_IDLE`` or more, as pooled
+        connections are (``storage.engine``), so a connection a server restart dropped is
+        replaced before a write is sent on it, not found out by that write."""
         loop = asyncio.get_running_loop()
         if self._connection is not None and (self._loop is not loop or self._connection.closed):
             self._discard()  # made on another event loop (tests), or closed by the server
+        if self._connection is not None and time.monotonic() - self._used_at >= engine.PING_AFTER_IDLE:
+            try:
+                await self._connection.execute("SELECT 1")
+            except Exception:  # noqa: BLE001 - gone: a new one below
+                self._discard()
         if self._connection is None:
             import psycopg  # the PostgreSQL driver: only needed where PostgreSQL is used
 
             args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
-            kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
+            kwargs.setdefault("connect_timeout", engine.CONNECT_TIMEOUT)
             self._connection = await psycopg.AsyncConnection.connect(*args, autocommit=True, **kwargs)
             self._loop = loop
+        self._used_at = time.monotonic()
         return self._connection
 
     def _discard(self) -> None:
@@ -153,3 +267,23 @@ class NonBlockingReader:
 
     def close(self) -> None:
         self._discard()
+
+
+def _finished(call: Planned, rows: list[dict[str, Any]]) -> Any:
+    try:
+        return call.finish(_NoCursor(), rows)
+    except _Declined:
+        raise
+    except Exception as error:  # noqa: BLE001 - the usual way runs it again and tells its caller
+        raise _Declined(type(error).__name__) from error
+
+
+def _refused_by_server(fault: Exception) -> bool:
+    """A statement the server refused (bad data, a broken constraint): the server rolled its
+    transaction back, so nothing of the batch is stored. Not a lost connection or a timeout,
+    after which COMMIT may have been done."""
+    import psycopg
+
+    return isinstance(fault, psycopg.DatabaseError) and not isinstance(
+        fault, psycopg.OperationalError | psycopg.InterfaceError
+    )

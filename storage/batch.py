@@ -26,6 +26,12 @@ statement it is, where it is one (:class:`storage.prepared.Planned`). The reposi
 planned calls of a batch to PostgreSQL together, so the batch waits for one round trip, not
 one per call (:meth:`storage.SqlRepository.run_batch`).
 
+On PostgreSQL such one-statement writes are not even sent from a thread: the store's
+``run_batch_awaited`` sends them from the event loop, awaited on a connection of its own
+(:mod:`storage.at_once`), and only the calls of a batch that are not one statement go to a
+thread after them. The hop there and back, and the thread's wait for Python's lock while
+the loop holds it, were most of a batch's time (docs/performance.md).
+
 A read may also name a variant that runs on the event loop where it cannot wait, or is
 awaited there where it cannot block it (``SqlRepository.snapshot_at_once``,
 :mod:`storage.at_once`). It is used when no batch of reads is running: then the read would
@@ -131,6 +137,7 @@ class Batcher:
         self.batches = 0  # batches run, and calls in them (for benchmarks and tests)
         self.calls = 0
         self.at_once = 0  # reads answered at once, on the event loop
+        self.awaited = 0  # write batches awaited on the event loop
 
     async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         writes = getattr(fn, BATCH_MARK, None)
@@ -169,7 +176,10 @@ class Batcher:
         self.batches += 1
         self.calls += len(batch)
         try:
-            outcomes = await asyncio.to_thread(self._store.run_batch, [(c.run, c.writes) for c in batch])
+            rest = await self._run_awaited(batch) if batch[0].writes else batch
+            if not rest:
+                return
+            outcomes = await asyncio.to_thread(self._store.run_batch, [(c.run, c.writes) for c in rest])
         except asyncio.CancelledError:  # shutting down: the batch may or may not be stored
             for call in batch:
                 _resolve(call.future, Outcome(error=RuntimeError("the database batch was cancelled")))
@@ -178,8 +188,29 @@ class Batcher:
             for call in batch:
                 _resolve(call.future, Outcome(error=error))
             return
-        for call, outcome in zip(batch, outcomes, strict=True):
+        for call, outcome in zip(rest, outcomes, strict=True):
             _resolve(call.future, outcome)
+
+    async def _run_awaited(self, batch: Sequence[_Call]) -> Sequence[_Call]:
+        """Run what the store can of a write batch on the event loop
+        (``store.run_batch_awaited``, PostgreSQL); the calls left for a thread."""
+        awaited = getattr(self._store, "run_batch_awaited", None)
+        if awaited is None:
+            return batch
+        try:
+            done = await awaited([call.run for call in batch])
+        except Exception:  # noqa: BLE001 - not run: the usual way runs it and reports the error
+            return batch
+        if done is None:
+            return batch
+        self.awaited += 1
+        rest = []
+        for call, outcome in zip(batch, done, strict=True):
+            if outcome is None:
+                rest.append(call)
+            else:
+                _resolve(call.future, outcome)
+        return rest
 
 
 def planned_form(call: Callable[[], Any]) -> Any | None:

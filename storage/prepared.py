@@ -80,7 +80,15 @@ class Prepared:
 
     async def rows_awaited(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
         """:meth:`rows` on an asyncio cursor (psycopg's ``AsyncCursor``)."""
+        await self.execute_awaited(cursor, **params)
+        return await self.fetch_awaited(cursor)
+
+    async def execute_awaited(self, cursor: Any, **params: Any) -> None:
+        """:meth:`execute` on an asyncio cursor."""
         await cursor.execute(self.sql, self._arguments(params))
+
+    async def fetch_awaited(self, cursor: Any) -> list[dict[str, Any]]:
+        """:meth:`fetch` on an asyncio cursor."""
         return self._converted(await cursor.fetchall())
 
     def _converted(self, fetched: list[Any]) -> list[dict[str, Any]]:

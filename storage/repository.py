@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
-from .at_once import NonBlockingReader, NonWaitingReader
+from .at_once import WRITE_TIMEOUT, NonBlockingConnection, NonWaitingReader, WriteFault
 from .batch import Outcome, batchable, planned_form
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines, sqlite_file
@@ -791,8 +791,12 @@ class SqlRepository:
         # a SQLite file (not an in-memory database, whose one connection the threads share)
         sqlite_path = sqlite_file(database_url)
         self._at_once = NonWaitingReader(sqlite_path) if sqlite_path is not None else None
-        self._awaited = NonBlockingReader(self._engine) if self._dialect == "postgresql" else None
+        self._awaited = NonBlockingConnection(self._engine) if self._dialect == "postgresql" else None
         self._pipelines = self._dialect == "postgresql" and _pipeline_supported()
+        # write batches of one-statement calls, awaited on the loop (run_batch_awaited)
+        self._awaited_writes = (
+            NonBlockingConnection(self._engine, timeout=WRITE_TIMEOUT) if self._pipelines else None
+        )
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -837,6 +841,8 @@ class SqlRepository:
             self._at_once.close()
         if self._awaited is not None:
             self._awaited.close()
+        if self._awaited_writes is not None:
+            self._awaited_writes.close()
         self._engines.dispose()
 
     def ping(self) -> bool:
@@ -897,6 +903,38 @@ class SqlRepository:
         except Exception:  # noqa: BLE001 - one call's fault: each on its own
             return [_outcome(call) for call, _ in calls]
         return [Outcome(value) for value in values]
+
+    async def run_batch_awaited(self, calls: list[Callable[[], Any]]) -> list[Outcome | None] | None:
+        """Of a batch of writes (as for :meth:`run_batch`), the calls that are one statement
+        each (their planned form), run together on the event loop (PostgreSQL): no hop to a
+        thread and back, and no wait for that thread to get Python's lock while the loop
+        holds it. One :class:`~storage.batch.Outcome` per call run, and None for each call
+        left to :meth:`run_batch` (not one statement); or None for the whole batch, with
+        nothing stored, where :meth:`run_batch` should run it: no lookup secret yet, a call
+        that needs more than its statement (a stale or missing case), a fault before anything
+        was sent (:meth:`storage.at_once.NonBlockingConnection.run`). A fault after that fails
+        every call it ran, as a fault of the database fails a batch in :meth:`run_batch`.
+
+        The calls of a batch were made at the same time, none waiting for another, so
+        storing some of them in one transaction and the rest in the next is an order they
+        could have come in."""
+        writer = self._awaited_writes
+        if writer is None or self._lookup is None:
+            return None
+        self._check_cipher()
+        planned = [planned_form(call) for call in calls]
+        chosen = [plan for plan in planned if plan is not None]
+        if not chosen:
+            return None
+        try:
+            outcomes = await writer.run(chosen)
+        except WriteFault as fault:  # may be stored or not: every caller hears of it, as from run_batch
+            error = fault.__cause__ or fault
+            outcomes = [Outcome(error=error)] * len(chosen)
+        if outcomes is None:
+            return None
+        done = iter(outcomes)
+        return [None if plan is None else next(done) for plan in planned]
 
     def _run_calls(self, cursor: Any, calls: list[Callable[[], Any]]) -> list[Any]:
         """The calls of a batch, in order, in its transaction. On PostgreSQL the calls that

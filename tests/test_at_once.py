@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, literal, select, text
 
 from storage import Batcher, Cipher, SqlRepository, set_cipher
-from storage.at_once import NonBlockingReader
+from storage.at_once import NonBlockingConnection
 from storage.engine import sqlite_file
 from storage.prepared import Prepared
 from tests.test_batch import answer
@@ -112,7 +112,7 @@ def _quick(repo: SqlRepository) -> Prepared:
 async def test_a_read_awaited_on_postgresql_lets_other_chats_go_on(pg_repo):
     """Hazard H19 on PostgreSQL: while a read waits for the server, the loop keeps running
     (a crisis reply is not held up); a second read meanwhile goes the usual way."""
-    reader = NonBlockingReader(pg_repo.engine)
+    reader = NonBlockingConnection(pg_repo.engine)
     try:
         ticks = 0
 
@@ -135,7 +135,7 @@ async def test_a_read_awaited_on_postgresql_lets_other_chats_go_on(pg_repo):
 
 
 async def test_a_slow_or_lost_read_on_postgresql_gives_way_to_the_usual_read(pg_repo):
-    reader = NonBlockingReader(pg_repo.engine, timeout=0.2, retry_after=0.3)
+    reader = NonBlockingConnection(pg_repo.engine, timeout=0.2, retry_after=0.3)
     try:
         started = time.monotonic()
         assert await reader.rows(_sleeping(pg_repo, 2)) is None  # given up, not waited for
