@@ -361,7 +361,7 @@ class BotProcess:
 # --------------------------------------------------------------------------------------------
 
 
-def _libpq(url: str) -> str:
+def libpq_dsn(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
@@ -369,7 +369,7 @@ def postgres_reachable() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect(_libpq(POSTGRES_URL), connect_timeout=2) as conn:
+        with psycopg.connect(libpq_dsn(POSTGRES_URL), connect_timeout=2) as conn:
             conn.execute("SELECT 1")
     except Exception as error:  # noqa: BLE001
         return f"{type(error).__name__}: {error}".splitlines()[0]
@@ -391,7 +391,7 @@ class Database:
 
             self.path = None
             self.schema = f"bench_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(_libpq(POSTGRES_URL), autocommit=True) as conn:
+            with psycopg.connect(libpq_dsn(POSTGRES_URL), autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA "{self.schema}"')
             separator = "&" if "?" in POSTGRES_URL else "?"
             self.url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{self.schema}"
@@ -409,7 +409,7 @@ class Database:
             return (count - free) * page
         import psycopg
 
-        with psycopg.connect(_libpq(POSTGRES_URL), autocommit=True) as conn:
+        with psycopg.connect(libpq_dsn(POSTGRES_URL), autocommit=True) as conn:
             row = conn.execute(
                 "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -422,7 +422,7 @@ class Database:
         if self.schema is not None:
             import psycopg
 
-            with psycopg.connect(_libpq(POSTGRES_URL), autocommit=True) as conn:
+            with psycopg.connect(libpq_dsn(POSTGRES_URL), autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
             self.schema = None
 

@@ -28,6 +28,7 @@ import itertools
 import os
 import random
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ from bench.harness import (  # noqa: E402
     THERAPIST_CHAT,
     THERAPISTS,
     Database,
+    libpq_dsn,
     percentile,
     postgres_reachable,
 )
@@ -271,6 +273,65 @@ async def bench_service(
     }
 
 
+def bench_database_floor(db: Database, writes: int = 3000) -> dict[str, Any]:
+    """The database alone, no bot: one durable write at a time, as an answer is stored (a
+    compare-and-set UPDATE of a 2 kB row, then COMMIT), on the bare driver (PostgreSQL:
+    psycopg, a prepared statement; SQLite: sqlite3 in WAL mode, ``synchronous=NORMAL`` as the
+    bot sets it). No update handled one at a time can be faster than this, whatever the bot
+    does: on PostgreSQL each waits for a round trip and the server's flush of its WAL."""
+    data = os.urandom(2048)
+    create = "CREATE TABLE floor_bench (id integer PRIMARY KEY, version integer, data bytea)"
+    if db.backend == "sqlite":
+        assert db.path is not None
+        db.path.parent.mkdir(parents=True, exist_ok=True)
+        conn: Any = sqlite3.connect(db.path.with_name("floor.sqlite3"), isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(create.replace("bytea", "blob"))
+        conn.execute("INSERT INTO floor_bench VALUES (1, 0, ?)", (data,))
+        update = "UPDATE floor_bench SET version = version + 1, data = ? WHERE id = 1 AND version = ?"
+
+        def write(version: int) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(update, (data, version))
+            conn.execute("COMMIT")
+    else:
+        import psycopg
+
+        conn = psycopg.connect(libpq_dsn(db.url))
+        conn.execute(create)
+        conn.execute("INSERT INTO floor_bench VALUES (1, 0, %s)", (data,))
+        conn.commit()
+        update = (
+            "UPDATE floor_bench SET version = version + 1, data = %s WHERE id = 1 AND version = %s "
+            "RETURNING version"
+        )
+
+        def write(version: int) -> None:
+            conn.execute(update, (data, version), prepare=True).fetchone()
+            conn.commit()
+
+    try:
+        latencies = []
+        for version in range(writes // 10):  # warm-up (statement caches, pages)
+            write(version)
+        started = time.perf_counter()
+        for version in range(writes // 10, writes // 10 + writes):
+            began = time.perf_counter()
+            write(version)
+            latencies.append(time.perf_counter() - began)
+        elapsed = time.perf_counter() - started
+    finally:
+        conn.close()
+    return {
+        "updates": writes,
+        "per_second": writes / elapsed,
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "bound": True,
+    }
+
+
 async def run_backend(backend: str, citizens: int, concurrency: int, seed: int,
                       profile_dir: Path | None, repeat: int = 1) -> list[dict[str, Any]]:  # fmt: skip
     """One row per mode; with ``repeat`` > 1 the run with the least CPU per update (the one
@@ -280,6 +341,12 @@ async def run_backend(backend: str, citizens: int, concurrency: int, seed: int,
     if concurrency > 1:
         modes.append((f"{concurrency} concurrent", concurrency))
     with tempfile.TemporaryDirectory(prefix="rph-inproc-") as tmp:
+        db = Database(backend, Path(tmp) / "floor")
+        try:
+            floor = bench_database_floor(db)
+        finally:
+            db.close()
+        rows.append({"backend": backend, "what": "database alone, 1 write at a time", **floor})
         for label, conc in modes:
             best: dict[str, Any] | None = None
             for attempt in range(repeat):
@@ -303,6 +370,8 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
           f"{'CPU ms/upd':>10} {'no read':>7}  target >= {TARGET_INPROCESS:.0f}/s")  # fmt: skip
     for r in rows:
         verdict = "PASS" if r["per_second"] >= TARGET_INPROCESS else "FAIL"
+        if r.get("bound"):  # not the bot: what one update at a time cannot beat
+            verdict = "(no bot)"
         p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else "-"
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else "-"
         cpu = f"{r['cpu_ms']:.2f}" if "cpu_ms" in r else "-"
