@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sqlite3
 import threading
 import time
@@ -168,8 +169,8 @@ class NonBlockingConnection:
 
     async def run(self, calls: Sequence[Planned]) -> list[Outcome] | None:
         """Each call's outcome, in order, all committed together (a call alone is atomic and
-        runs in autocommit). Their statements are sent together (pipeline mode): the batch
-        waits for one round trip, and one more for COMMIT.
+        runs in autocommit). The statements are sent together, each run of calls with the
+        same statement as one ``executemany`` (psycopg pipelines it).
 
         None, with nothing stored, where the usual way should run them instead: in use,
         resting after a fault, not connected, or in a batch of several a call whose
@@ -188,20 +189,12 @@ class NonBlockingConnection:
                     raise
                 except Exception as error:  # noqa: BLE001 - handed to the caller of this call
                     return [Outcome(error=error)]
-            cursors = [connection.cursor() for _ in calls]
-            try:
-                async with connection.pipeline() as pipeline, connection.transaction():
-                    for call, cursor in zip(calls, cursors, strict=True):
-                        await call.statement.execute_awaited(cursor, **call.params)
-                    await pipeline.sync()
-                    pairs = list(zip(calls, cursors, strict=True))
-                    fetched = [await call.statement.fetch_awaited(each) for call, each in pairs]
-                    # raising here rolls the transaction back
-                    return [Outcome(_finished(call, rows)) for call, rows in zip(calls, fetched, strict=True)]
-            finally:
-                for cursor in cursors:
-                    with contextlib.suppress(Exception):
-                        await cursor.close()
+            async with connection.transaction(), connection.cursor() as cursor:
+                fetched: list[list[dict[str, Any]]] = []
+                for statement, group in itertools.groupby(calls, key=lambda call: call.statement):
+                    fetched += await statement.rows_many_awaited(cursor, [call.params for call in group])
+                # raising here rolls the transaction back
+                return [Outcome(_finished(call, rows)) for call, rows in zip(calls, fetched, strict=True)]
 
         return await self._attempt(write, rerun_safe=False)
 

@@ -49,18 +49,24 @@ def lose_the_connection_after_sending(monkeypatch) -> list[int]:
     """Each awaited statement is sent (and, alone in autocommit, committed by the server),
     then its answer is lost, as when the connection drops at that moment."""
     sent: list[int] = []
-    original = Prepared.execute_awaited
+    execute, run_many = Prepared.execute_awaited, Prepared.rows_many_awaited
 
     async def execute_then_lose(self, cursor, **params):
-        await original(self, cursor, **params)
+        await execute(self, cursor, **params)
         sent.append(1)
 
     async def lost(self, cursor):
         await cursor.fetchall()  # the server has answered: done
         raise psycopg.OperationalError(LOST)
 
+    async def run_many_then_lose(self, cursor, params):
+        await run_many(self, cursor, params)
+        sent.extend(1 for _ in params)
+        raise psycopg.OperationalError(LOST)
+
     monkeypatch.setattr(Prepared, "execute_awaited", execute_then_lose)
     monkeypatch.setattr(Prepared, "fetch_awaited", lost)
+    monkeypatch.setattr(Prepared, "rows_many_awaited", run_many_then_lose)
     return sent
 
 
