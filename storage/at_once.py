@@ -13,8 +13,16 @@ writer holds: it sees the last committed state. In the rare moments it would hav
 file in exclusive locking mode) SQLite reports "busy"; this connection is told not to wait
 at all, so the read fails at once and the caller reads the usual way, on a thread. The
 connection is opened outside the pool (a pool that is out of connections would make its
-caller wait) and only reads (``query_only``). SQLite writes stay on a thread: a write must
-wait its turn for the file's one write lock.
+caller wait) and only reads (``query_only``).
+
+*SQLite writes* (:class:`NonWaitingWriter`): a batch of writes runs on the loop only if the
+file's one write lock is free this moment (``BEGIN IMMEDIATE`` on a connection that never
+waits, and no thread of this process writing); otherwise it goes to a thread, which waits
+its turn. Commits are not flushed one by one (``synchronous=NORMAL`` in WAL mode, as on every
+connection of the bot): a commit appends to the WAL and returns. What would flush, moving
+the WAL into the file (a checkpoint), this connection never does; a thread does it every
+``CHECKPOINT_EVERY`` commits. A failed SQLite transaction is rolled back whole, so a batch
+that fails on the loop is simply run again the usual way.
 
 *PostgreSQL* (:class:`NonBlockingConnection`): a statement is a round trip to the server, so
 it is not run on the loop but awaited there, on an asyncio connection of psycopg's own:
@@ -57,9 +65,11 @@ T = TypeVar("T")
 __all__ = [
     "READ_TIMEOUT",
     "RETRY_AFTER",
+    "CHECKPOINT_EVERY",
     "WRITE_TIMEOUT",
     "NonBlockingConnection",
     "NonWaitingReader",
+    "NonWaitingWriter",
     "WriteFault",
 ]
 
@@ -68,6 +78,9 @@ READ_TIMEOUT = 2.0
 #: seconds a write batch on the event loop may take before its callers hear of a fault (as
 #: ``storage.engine.SQLITE_BUSY_TIMEOUT``: a slow server is waited for, the loop goes on)
 WRITE_TIMEOUT = 30.0
+#: commits on SQLite from the event loop between two checkpoints on a thread (an answer
+#: writes 3 to 4 pages: about SQLite's own 1,000 pages between automatic checkpoints)
+CHECKPOINT_EVERY = 250
 #: seconds after a fault during which reads go the usual way (no new connection per update)
 RETRY_AFTER = 5.0
 
@@ -280,3 +293,80 @@ def _refused_by_server(fault: Exception) -> bool:
     return isinstance(fault, psycopg.DatabaseError) and not isinstance(
         fault, psycopg.OperationalError | psycopg.InterfaceError
     )
+
+
+class NonWaitingWriter:
+    """One SQLite connection that writes on the calling thread (the event loop) and never
+    waits: :meth:`run` returns None where it would have to wait for the file's write lock
+    (another connection or process writing), or where the connection is in use.
+
+    It never checkpoints on its own (``wal_autocheckpoint=0``): moving the WAL into the
+    database file writes and flushes both, which may take milliseconds the loop must not
+    wait. :meth:`checkpoint`, run on a thread every ``CHECKPOINT_EVERY`` commits, does it
+    instead (PASSIVE: it waits for nobody, and nobody waits for it)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+        self._in_use = threading.Lock()
+        self.commits = 0
+        self.checkpoints = 0
+
+    def run(self, work: Callable[[Any], T]) -> T | None:
+        """``work(cursor)`` in a write transaction, committed; None, with nothing done, if the
+        write lock (or this connection) is not free this moment. If ``work`` or COMMIT
+        raises, the transaction is rolled back (SQLite commits all or nothing) and the error
+        raised."""
+        if not self._in_use.acquire(blocking=False):
+            return None
+        try:
+            connection = self._connection or self._open()
+            cursor = connection.cursor()
+            try:
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")  # busy at once if the lock is not free
+                except sqlite3.OperationalError:
+                    return None
+                try:
+                    result = work(cursor)
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        cursor.execute("ROLLBACK")
+                    raise
+                self.commits += 1
+                return result
+            finally:
+                cursor.close()
+        finally:
+            self._in_use.release()
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database file (on a thread; a connection of its own)."""
+        connection = sqlite3.connect(self._path, timeout=engine.SQLITE_BUSY_TIMEOUT, isolation_level=None)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.checkpoints += 1
+        finally:
+            connection.close()
+
+    def _open(self) -> sqlite3.Connection:
+        # timeout 0: never sleeps in SQLite's busy handler; isolation_level None: the
+        # transaction is begun here. The same pragmas as the pool's (storage.engine), but
+        # no checkpoints of its own.
+        connection = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            for pragma in (*engine.SQLITE_PRAGMAS, "wal_autocheckpoint=0"):
+                connection.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def close(self) -> None:
+        with self._in_use:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()

@@ -26,11 +26,12 @@ statement it is, where it is one (:class:`storage.prepared.Planned`). The reposi
 planned calls of a batch to PostgreSQL together, so the batch waits for one round trip, not
 one per call (:meth:`storage.SqlRepository.run_batch`).
 
-On PostgreSQL such one-statement writes are not even sent from a thread: the store's
-``run_batch_awaited`` sends them from the event loop, awaited on a connection of its own
-(:mod:`storage.at_once`), and only the calls of a batch that are not one statement go to a
-thread after them. The hop there and back, and the thread's wait for Python's lock while
-the loop holds it, were most of a batch's time (docs/performance.md).
+Most write batches do not go to a thread at all: the store's ``run_batch_awaited`` runs
+them from the event loop where that cannot hold it up (:mod:`storage.at_once`): on SQLite
+the whole batch, where the write lock is free this moment; on PostgreSQL its one-statement
+calls, awaited on a connection of their own, the other calls then going to a thread. The hop
+there and back, and the thread's wait for Python's lock while the loop holds it, were most
+of a batch's time (docs/performance.md).
 
 A read may also name a variant that runs on the event loop where it cannot wait, or is
 awaited there where it cannot block it (``SqlRepository.snapshot_at_once``,

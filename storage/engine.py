@@ -26,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT",
+    "SQLITE_PRAGMAS",
     "Engines",
     "create_engines",
     "normalise_url",
@@ -38,6 +39,10 @@ __all__ = [
 CONNECT_TIMEOUT = 10
 #: seconds a SQLite writer waits for the write lock before it gives up with an error
 SQLITE_BUSY_TIMEOUT = 30
+#: set on every SQLite connection (after WAL mode): commits are not flushed one by one
+#: (WAL: a crash of the machine may lose the last ones, never corrupt the file); foreign
+#: keys checked; deleted content overwritten, not left in free pages of the file
+SQLITE_PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON", "secure_delete=ON")
 #: connections kept open: more than asyncio's default thread pool has workers (min(32, cores
 #: + 4)), so the threads that run the repository do not open and close connections beyond the
 #: pool under load (on PostgreSQL each is a new server process: 233 in one benchmark run with
@@ -90,10 +95,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         _switch_to_wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # overwrite deleted content instead of leaving it in free pages of the file
-        cursor.execute("PRAGMA secure_delete=ON")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
     finally:
         cursor.close()
 

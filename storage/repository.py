@@ -14,6 +14,7 @@ messages (``hide_parameters=True``), and this module logs nothing about citizens
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -52,7 +53,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
-from .at_once import WRITE_TIMEOUT, NonBlockingConnection, NonWaitingReader, WriteFault
+from .at_once import (
+    CHECKPOINT_EVERY,
+    WRITE_TIMEOUT,
+    NonBlockingConnection,
+    NonWaitingReader,
+    NonWaitingWriter,
+    WriteFault,
+)
 from .batch import Outcome, batchable, planned_form
 from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines, sqlite_file
@@ -791,6 +799,9 @@ class SqlRepository:
         # a SQLite file (not an in-memory database, whose one connection the threads share)
         sqlite_path = sqlite_file(database_url)
         self._at_once = NonWaitingReader(sqlite_path) if sqlite_path is not None else None
+        # SQLite write batches on the event loop where they need not wait (run_batch_awaited)
+        self._at_once_writes = NonWaitingWriter(sqlite_path) if sqlite_path is not None else None
+        self._checkpointing = False  # a checkpoint on a thread, not yet done
         self._awaited = NonBlockingConnection(self._engine) if self._dialect == "postgresql" else None
         self._pipelines = self._dialect == "postgresql" and _pipeline_supported()
         # write batches of one-statement calls, awaited on the loop (run_batch_awaited)
@@ -841,6 +852,8 @@ class SqlRepository:
             self._at_once.close()
         if self._awaited is not None:
             self._awaited.close()
+        if self._at_once_writes is not None:
+            self._at_once_writes.close()
         if self._awaited_writes is not None:
             self._awaited_writes.close()
         self._engines.dispose()
@@ -905,21 +918,31 @@ class SqlRepository:
         return [Outcome(value) for value in values]
 
     async def run_batch_awaited(self, calls: list[Callable[[], Any]]) -> list[Outcome | None] | None:
-        """Of a batch of writes (as for :meth:`run_batch`), the calls that are one statement
-        each (their planned form), run together on the event loop (PostgreSQL): no hop to a
-        thread and back, and no wait for that thread to get Python's lock while the loop
-        holds it. One :class:`~storage.batch.Outcome` per call run, and None for each call
-        left to :meth:`run_batch` (not one statement); or None for the whole batch, with
-        nothing stored, where :meth:`run_batch` should run it: no lookup secret yet, a call
-        that needs more than its statement (a stale or missing case), a fault before anything
-        was sent (:meth:`storage.at_once.NonBlockingConnection.run`). A fault after that fails
-        every call it ran, as a fault of the database fails a batch in :meth:`run_batch`.
+        """A batch of writes (as for :meth:`run_batch`) run from the event loop where that
+        cannot hold it up: no hop to a thread and back, and no wait for that thread to get
+        Python's lock while the loop holds it (:mod:`storage.at_once`). One
+        :class:`~storage.batch.Outcome` per call run, and None for each call left to
+        :meth:`run_batch`; or None for the whole batch, with nothing stored, where
+        :meth:`run_batch` should run it.
 
-        The calls of a batch were made at the same time, none waiting for another, so
-        storing some of them in one transaction and the rest in the next is an order they
-        could have come in."""
+        *SQLite* (a file): the whole batch, on the loop, where the write lock is free this
+        moment; None where it is not (another writer, another process), or if any call
+        raises (rolled back; :meth:`run_batch` then runs each call on its own).
+
+        *PostgreSQL*: the calls that are one statement each (their planned form), sent
+        together and awaited, the others left to :meth:`run_batch`, after them (the calls of
+        a batch were made at the same time, none waiting for another, so that is an order
+        they could have come in). None where nothing was sent: no lookup secret yet, a call
+        that needs more than its statement (a stale or missing case: rolled back first),
+        a fault before sending (:meth:`storage.at_once.NonBlockingConnection.run`). A fault
+        after that fails every call it ran, as a fault of the database fails a batch in
+        :meth:`run_batch`."""
+        if self._lookup is None:  # storing the lookup secret is a write of its own
+            return None
+        if self._at_once_writes is not None:
+            return self._run_batch_at_once(calls)
         writer = self._awaited_writes
-        if writer is None or self._lookup is None:
+        if writer is None:
             return None
         self._check_cipher()
         planned = [planned_form(call) for call in calls]
@@ -935,6 +958,46 @@ class SqlRepository:
             return None
         done = iter(outcomes)
         return [None if plan is None else next(done) for plan in planned]
+
+    def _run_batch_at_once(self, calls: list[Callable[[], Any]]) -> list[Outcome | None] | None:
+        """SQLite: the batch in one transaction on the event loop, or None (see
+        :meth:`run_batch_awaited`); a checkpoint on a thread every ``CHECKPOINT_EVERY``
+        commits."""
+        writer, turn = self._at_once_writes, self._write_turn
+        assert writer is not None and turn is not None
+        if not turn.acquire(blocking=False):  # a thread of this process is writing
+            return None
+        try:
+            self._check_cipher()
+
+            def in_transaction(cursor: Any) -> list[Any]:
+                self._batch.cursor = cursor
+                try:
+                    return [call() for call in calls]
+                finally:
+                    self._batch.cursor = None
+
+            try:
+                values = writer.run(in_transaction)
+            except Exception:  # noqa: BLE001 - rolled back: run_batch runs each call and tells its caller
+                return None
+        finally:
+            turn.release()
+        if values is None:
+            return None
+        if writer.commits % CHECKPOINT_EVERY == 0 and not self._checkpointing:
+            self._checkpointing = True
+            asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        return [Outcome(value) for value in values]
+
+    def _checkpoint(self) -> None:
+        try:
+            assert self._at_once_writes is not None
+            self._at_once_writes.checkpoint()
+        except Exception as error:  # noqa: BLE001 - the next one may succeed; writers checkpoint too
+            log.warning("SQLite checkpoint failed (%s)", type(error).__name__)
+        finally:
+            self._checkpointing = False
 
     def _run_calls(self, cursor: Any, calls: list[Callable[[], Any]]) -> list[Any]:
         """The calls of a batch, in order, in its transaction. On PostgreSQL the calls that

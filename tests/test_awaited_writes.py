@@ -1,10 +1,16 @@
-"""Write batches awaited on the event loop (PostgreSQL; storage/at_once.py, storage/batch.py):
-the one-statement answers of a batch are stored without a thread, everything else goes the
-usual way, and a fault after the statements were sent reaches every caller (hazard H23)."""
+"""Write batches from the event loop (storage/at_once.py, storage/batch.py).
+
+PostgreSQL: the one-statement answers of a batch are awaited on a connection of their own,
+everything else goes the usual way, on a thread, and a fault after the statements were sent
+reaches every caller (hazard H23). SQLite: a batch runs on the loop where the write lock is
+free this moment, and never waits for it (hazard H19); checkpoints run on a thread."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -16,7 +22,8 @@ from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
 from flows.model import Button, Command
-from storage import Batcher, SqlRepository, StaleSession
+from storage import Batcher, SqlRepository, StaleSession, set_cipher
+from storage import repository as repository_module
 from storage.prepared import Prepared
 from tests.test_batch import USERS, answer
 from tests.test_repository import new_case
@@ -245,3 +252,118 @@ async def test_while_a_write_waits_for_a_lock_other_chats_go_on(pg_repo):
     stored = await writing
     ticking.cancel()
     assert stored.version == case.version + 1
+
+
+# --- SQLite --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_repo(repo):
+    if repo.dialect != "sqlite":
+        pytest.skip("SQLite's write batches on the event loop")
+    return repo
+
+
+async def test_a_sqlite_batch_is_stored_from_the_event_loop_without_a_thread(
+    sqlite_repo, database_url, cipher, monkeypatch
+):
+    cases = {user: new_case(sqlite_repo, 100 + user, user_id=user) for user in USERS}
+    threads = no_thread(sqlite_repo, monkeypatch)
+    batcher = Batcher(sqlite_repo)
+    other = SqlRepository(database_url, cipher)  # another connection: sees only what was committed
+    try:
+        calls = [answer(sqlite_repo, 200 + user, user, cases[user]) for user in USERS]
+        stored = await gather_answers(batcher, calls)
+
+        assert threads == [] and batcher.awaited == batcher.batches
+        for user, record in zip(USERS, stored, strict=True):
+            assert record.version == cases[user].version + 1
+            assert other.snapshot(user, 200 + user).processed
+    finally:
+        other.dispose()
+
+
+async def test_a_sqlite_write_never_waits_on_the_loop_for_a_lock_it_cannot_have(sqlite_repo, monkeypatch):
+    """Hazard H19 for writes: another connection (a maintenance command, another process)
+    holds the write lock; the batch is not run on the loop but on a thread, which waits its
+    turn while the loop runs on, and is stored once the lock is free."""
+    user = USERS[0]
+    case = new_case(sqlite_repo, 100 + user, user_id=user)
+    call = answer(sqlite_repo, 200 + user, user, case)
+    holder = sqlite3.connect(sqlite_repo.engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert await sqlite_repo.run_batch_awaited([call]) is None  # busy: declined at once
+        assert time.monotonic() - started < 0.1
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        writing = asyncio.create_task(Batcher(sqlite_repo)(call.func, *call.args, **call.keywords))
+        await asyncio.sleep(0.3)
+        assert not writing.done() and ticks >= 15  # waiting on a thread; the loop ran on
+        holder.execute("ROLLBACK")
+        stored = await writing
+        ticking.cancel()
+    finally:
+        holder.close()
+    assert stored.version == case.version + 1
+
+
+async def test_a_failing_call_rolls_a_sqlite_batch_back_and_only_its_caller_hears(sqlite_repo, monkeypatch):
+    cases = {user: new_case(sqlite_repo, 100 + user, user_id=user) for user in USERS[:5]}
+    stale = USERS[3]
+    sqlite_repo.run_batch([(answer(sqlite_repo, 300, stale, cases[stale], "elsewhere"), True)])  # moved on
+    calls = [answer(sqlite_repo, 200 + user, user, cases[user]) for user in cases]
+
+    assert await sqlite_repo.run_batch_awaited(calls) is None  # rolled back: nothing stored
+    assert not any(sqlite_repo.snapshot(user, 200 + user).processed for user in cases)
+
+    threads = no_thread(sqlite_repo, monkeypatch)
+    results = await gather_answers(Batcher(sqlite_repo), calls)
+    for user, result in zip(cases, results, strict=True):
+        if user == stale:
+            assert isinstance(result, StaleSession)
+        else:
+            assert result.version == cases[user].version + 1
+    assert threads  # each call on its own, on a thread
+
+
+async def test_sqlite_checkpoints_run_on_a_thread_not_on_the_loop(sqlite_repo, monkeypatch):
+    monkeypatch.setattr(repository_module, "CHECKPOINT_EVERY", 3)
+    writer = sqlite_repo._at_once_writes
+    checkpointed_on: list[str] = []
+    original = writer.checkpoint
+
+    def checkpoint() -> None:
+        checkpointed_on.append(threading.current_thread().name)
+        original()
+
+    monkeypatch.setattr(writer, "checkpoint", checkpoint)
+    case = new_case(sqlite_repo, 100, user_id=USERS[0])
+    batcher = Batcher(sqlite_repo)
+    for update_id in range(200, 210):
+        call = answer(sqlite_repo, update_id, USERS[0], case, f"q{update_id}")
+        case = await batcher(call.func, *call.args, **call.keywords)
+        await asyncio.sleep(0.05)  # the checkpoint, if one is due, finishes meanwhile
+    assert batcher.awaited == 10
+    assert writer._connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    assert len(checkpointed_on) == 3 and threading.main_thread().name not in checkpointed_on
+    assert writer.checkpoints == 3
+
+
+async def test_an_in_memory_database_never_writes_on_the_loop(cipher):
+    repo = SqlRepository("sqlite://", cipher)
+    try:
+        repo.create_schema()
+        case = new_case(repo, 1, user_id=USERS[0])
+        assert await repo.run_batch_awaited([answer(repo, 2, USERS[0], case)]) is None
+    finally:
+        repo.dispose()
+        set_cipher(None)
