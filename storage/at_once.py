@@ -15,13 +15,14 @@ at all, so the read fails at once and the caller reads the usual way, on a threa
 connection is opened outside the pool (a pool that is out of connections would make its
 caller wait) and only reads (``query_only``).
 
-*SQLite writes* (:class:`NonWaitingWriter`): a batch of writes runs on the loop only if the
-file's one write lock is free this moment (``BEGIN IMMEDIATE`` on a connection that never
-waits, and no thread of this process writing); otherwise it goes to a thread, which waits
-its turn. Commits are not flushed one by one (``synchronous=NORMAL`` in WAL mode, as on every
-connection of the bot): a commit appends to the WAL and returns. What would flush, moving
+*SQLite writes* (:class:`NonWaitingWriter`): a small batch of writes (``AT_ONCE_MAX_CALLS``)
+runs on the loop only if the file's one write lock is free this moment (``BEGIN IMMEDIATE``
+on a connection that never waits, and no thread of this process writing); otherwise, and
+for a larger batch (a backlog), it goes to a thread, which waits its turn. Commits are not
+flushed one by one (``synchronous=NORMAL`` in WAL mode, as on every connection of the bot):
+a commit appends to the WAL and returns. What would flush, moving
 the WAL into the file (a checkpoint), this connection never does; a thread does it every
-``CHECKPOINT_EVERY`` commits. A failed SQLite transaction is rolled back whole, so a batch
+``CHECKPOINT_EVERY`` answers. A failed SQLite transaction is rolled back whole, so a batch
 that fails on the loop is simply run again the usual way.
 
 *PostgreSQL* (:class:`NonBlockingConnection`): a statement is a round trip to the server, so
@@ -65,6 +66,7 @@ T = TypeVar("T")
 __all__ = [
     "READ_TIMEOUT",
     "RETRY_AFTER",
+    "AT_ONCE_MAX_CALLS",
     "CHECKPOINT_EVERY",
     "WRITE_TIMEOUT",
     "NonBlockingConnection",
@@ -78,8 +80,15 @@ READ_TIMEOUT = 2.0
 #: seconds a write batch on the event loop may take before its callers hear of a fault (as
 #: ``storage.engine.SQLITE_BUSY_TIMEOUT``: a slow server is waited for, the loop goes on)
 WRITE_TIMEOUT = 30.0
-#: commits on SQLite from the event loop between two checkpoints on a thread (an answer
-#: writes 3 to 4 pages: about SQLite's own 1,000 pages between automatic checkpoints)
+#: calls at most in a SQLite write batch run on the event loop; a larger one (a backlog) goes
+#: to a thread, where the time its statements spend in SQLite (Python's lock released)
+#: overlaps the loop's work. Measured end to end at saturation (bench/run.py, SQLite), risk
+#: answer to card p99 was 383-420 ms with this cap, 453-534 ms with every batch on a thread,
+#: 626-1,222 ms with every batch on the loop (docs/performance.md)
+AT_ONCE_MAX_CALLS = 8
+#: calls committed on SQLite from the event loop between two checkpoints on a thread (an
+#: answer writes at most 3 to 4 pages: at most about SQLite's own 1,000 pages between
+#: automatic checkpoints)
 CHECKPOINT_EVERY = 250
 #: seconds after a fault during which reads go the usual way (no new connection per update)
 RETRY_AFTER = 5.0
@@ -302,7 +311,7 @@ class NonWaitingWriter:
 
     It never checkpoints on its own (``wal_autocheckpoint=0``): moving the WAL into the
     database file writes and flushes both, which may take milliseconds the loop must not
-    wait. :meth:`checkpoint`, run on a thread every ``CHECKPOINT_EVERY`` commits, does it
+    wait. :meth:`checkpoint`, run on a thread every ``CHECKPOINT_EVERY`` calls, does it
     instead (PASSIVE: it waits for nobody, and nobody waits for it)."""
 
     def __init__(self, path: Path) -> None:

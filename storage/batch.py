@@ -166,6 +166,10 @@ class Batcher:
                 batch = lane.waiting[: self._max_batch]
                 del lane.waiting[: self._max_batch]
                 await self._run(batch)
+                # A batch run on the loop itself (SQLite) never yielded: let its callers and
+                # every other chat have their turn before the next, or a backlog of batches
+                # would hold the loop batch after batch.
+                await asyncio.sleep(0)
         finally:
             lane.draining = False
             if lane.waiting:  # cancelled while calls were waiting: they must not hang

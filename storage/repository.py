@@ -54,6 +54,7 @@ from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
 from .at_once import (
+    AT_ONCE_MAX_CALLS,
     CHECKPOINT_EVERY,
     WRITE_TIMEOUT,
     NonBlockingConnection,
@@ -802,6 +803,7 @@ class SqlRepository:
         # SQLite write batches on the event loop where they need not wait (run_batch_awaited)
         self._at_once_writes = NonWaitingWriter(sqlite_path) if sqlite_path is not None else None
         self._checkpointing = False  # a checkpoint on a thread, not yet done
+        self._written_since_checkpoint = 0  # calls committed on the loop since the last one
         self._awaited = NonBlockingConnection(self._engine) if self._dialect == "postgresql" else None
         self._pipelines = self._dialect == "postgresql" and _pipeline_supported()
         # write batches of one-statement calls, awaited on the loop (run_batch_awaited)
@@ -926,8 +928,9 @@ class SqlRepository:
         :meth:`run_batch` should run it.
 
         *SQLite* (a file): the whole batch, on the loop, where the write lock is free this
-        moment; None where it is not (another writer, another process), or if any call
-        raises (rolled back; :meth:`run_batch` then runs each call on its own).
+        moment and the batch is small (at most ``AT_ONCE_MAX_CALLS``); None where the lock
+        is not free (another writer, another process), for a larger batch (a backlog), or if
+        any call raises (rolled back; :meth:`run_batch` then runs each call on its own).
 
         *PostgreSQL*: the calls that are one statement each (their planned form), sent
         together and awaited, the others left to :meth:`run_batch`, after them (the calls of
@@ -962,9 +965,11 @@ class SqlRepository:
     def _run_batch_at_once(self, calls: list[Callable[[], Any]]) -> list[Outcome | None] | None:
         """SQLite: the batch in one transaction on the event loop, or None (see
         :meth:`run_batch_awaited`); a checkpoint on a thread every ``CHECKPOINT_EVERY``
-        commits."""
+        calls committed (not commits: under load one commit holds dozens of answers)."""
         writer, turn = self._at_once_writes, self._write_turn
         assert writer is not None and turn is not None
+        if len(calls) > AT_ONCE_MAX_CALLS:  # a backlog: on a thread, its time in SQLite beside the loop's
+            return None
         if not turn.acquire(blocking=False):  # a thread of this process is writing
             return None
         try:
@@ -985,7 +990,9 @@ class SqlRepository:
             turn.release()
         if values is None:
             return None
-        if writer.commits % CHECKPOINT_EVERY == 0 and not self._checkpointing:
+        self._written_since_checkpoint += len(calls)
+        if self._written_since_checkpoint >= CHECKPOINT_EVERY and not self._checkpointing:
+            self._written_since_checkpoint = 0
             self._checkpointing = True
             asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
         return [Outcome(value) for value in values]

@@ -267,16 +267,17 @@ def sqlite_repo(repo):
 async def test_a_sqlite_batch_is_stored_from_the_event_loop_without_a_thread(
     sqlite_repo, database_url, cipher, monkeypatch
 ):
-    cases = {user: new_case(sqlite_repo, 100 + user, user_id=user) for user in USERS}
+    users = USERS[: repository_module.AT_ONCE_MAX_CALLS]  # no backlog
+    cases = {user: new_case(sqlite_repo, 100 + user, user_id=user) for user in users}
     threads = no_thread(sqlite_repo, monkeypatch)
     batcher = Batcher(sqlite_repo)
     other = SqlRepository(database_url, cipher)  # another connection: sees only what was committed
     try:
-        calls = [answer(sqlite_repo, 200 + user, user, cases[user]) for user in USERS]
+        calls = [answer(sqlite_repo, 200 + user, user, cases[user]) for user in users]
         stored = await gather_answers(batcher, calls)
 
         assert threads == [] and batcher.awaited == batcher.batches
-        for user, record in zip(USERS, stored, strict=True):
+        for user, record in zip(users, stored, strict=True):
             assert record.version == cases[user].version + 1
             assert other.snapshot(user, 200 + user).processed
     finally:
@@ -367,3 +368,15 @@ async def test_an_in_memory_database_never_writes_on_the_loop(cipher):
     finally:
         repo.dispose()
         set_cipher(None)
+
+
+async def test_a_sqlite_backlog_is_written_on_a_thread_beside_the_loop(sqlite_repo, monkeypatch):
+    """A batch larger than AT_ONCE_MAX_CALLS (a backlog) goes to a thread, where its time in
+    SQLite overlaps the loop's work (measured: a risk card's p99 at saturation)."""
+    cases = {user: new_case(sqlite_repo, 100 + user, user_id=user) for user in USERS}
+    assert len(USERS) > repository_module.AT_ONCE_MAX_CALLS
+    calls = [answer(sqlite_repo, 200 + user, user, cases[user]) for user in USERS]
+    assert await sqlite_repo.run_batch_awaited(calls) is None
+    assert not any(sqlite_repo.snapshot(user, 200 + user).processed for user in USERS)
+    few = calls[: repository_module.AT_ONCE_MAX_CALLS]
+    assert [outcome.error for outcome in await sqlite_repo.run_batch_awaited(few)] == [None] * len(few)
