@@ -15,10 +15,11 @@ at all, so the read fails at once and the caller reads the usual way, on a threa
 connection is opened outside the pool (a pool that is out of connections would make its
 caller wait) and only reads (``query_only``).
 
-*SQLite writes* (:class:`NonWaitingWriter`): a small batch of writes (``AT_ONCE_MAX_CALLS``)
-runs on the loop only if the file's one write lock is free this moment (``BEGIN IMMEDIATE``
-on a connection that never waits, and no thread of this process writing); otherwise, and
-for a larger batch (a backlog), it goes to a thread, which waits its turn. Commits are not
+*SQLite writes* (:class:`NonWaitingWriter`): a small batch of writes (at most
+``AT_ONCE_MAX_CALLS``: a backlog goes to a thread, on either database) runs on the loop only
+if the file's one write lock is free this moment (``BEGIN IMMEDIATE`` on a connection that
+never waits, and no thread of this process writing); otherwise it goes to a thread, which
+waits its turn. Commits are not
 flushed one by one (``synchronous=NORMAL`` in WAL mode, as on every connection of the bot):
 a commit appends to the WAL and returns. What would flush, moving
 the WAL into the file (a checkpoint), this connection never does; a thread does it every
@@ -80,11 +81,12 @@ READ_TIMEOUT = 2.0
 #: seconds a write batch on the event loop may take before its callers hear of a fault (as
 #: ``storage.engine.SQLITE_BUSY_TIMEOUT``: a slow server is waited for, the loop goes on)
 WRITE_TIMEOUT = 30.0
-#: calls at most in a SQLite write batch run on the event loop; a larger one (a backlog) goes
-#: to a thread, where the time its statements spend in SQLite (Python's lock released)
-#: overlaps the loop's work. Measured end to end at saturation (bench/run.py, SQLite), risk
-#: answer to card p99 was 383-420 ms with this cap, 453-534 ms with every batch on a thread,
-#: 626-1,222 ms with every batch on the loop (docs/performance.md)
+#: calls at most in a write batch run from the event loop; a larger one (a backlog) goes to a
+#: thread, where the time its calls spend in the driver (Python's lock released) overlaps the
+#: loop's work. Measured end to end at saturation (bench/run.py, alternating runs), risk
+#: answer to card p99 with this cap / with every batch on the loop / before (every batch on a
+#: thread): SQLite 383-420 / 626-1,222 / 453-534 ms, PostgreSQL 251 / 435 / 263 ms; in-process
+#: 20 at a time the cap costs little (PostgreSQL 2,851-2,949 against 2,847-3,684 upd/s)
 AT_ONCE_MAX_CALLS = 8
 #: calls committed on SQLite from the event loop between two checkpoints on a thread (an
 #: answer writes at most 3 to 4 pages: at most about SQLite's own 1,000 pages between
@@ -122,16 +124,8 @@ class NonWaitingReader:
             self._in_use.release()
 
     def _open(self) -> sqlite3.Connection:
-        # timeout 0: SQLite's busy handler never sleeps; isolation_level None: autocommit.
-        # The file is in WAL mode already (the repository's engine set it).
-        connection = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
-        try:
-            connection.execute("PRAGMA query_only=ON")
-        except BaseException:
-            connection.close()
-            raise
-        self._connection = connection
-        return connection
+        self._connection = _never_waiting(self._path, "query_only=ON")
+        return self._connection
 
     def _discard(self) -> None:
         connection, self._connection = self._connection, None
@@ -360,18 +354,9 @@ class NonWaitingWriter:
             connection.close()
 
     def _open(self) -> sqlite3.Connection:
-        # timeout 0: never sleeps in SQLite's busy handler; isolation_level None: the
-        # transaction is begun here. The same pragmas as the pool's (storage.engine), but
-        # no checkpoints of its own.
-        connection = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
-        try:
-            for pragma in (*engine.SQLITE_PRAGMAS, "wal_autocheckpoint=0"):
-                connection.execute(f"PRAGMA {pragma}")
-        except BaseException:
-            connection.close()
-            raise
-        self._connection = connection
-        return connection
+        # the same pragmas as the pool's (storage.engine), but no checkpoints of its own
+        self._connection = _never_waiting(self._path, *engine.SQLITE_PRAGMAS, "wal_autocheckpoint=0")
+        return self._connection
 
     def close(self) -> None:
         with self._in_use:
@@ -379,3 +364,17 @@ class NonWaitingWriter:
             if connection is not None:
                 with contextlib.suppress(Exception):
                     connection.close()
+
+
+def _never_waiting(path: Path, *pragmas: str) -> sqlite3.Connection:
+    """A SQLite connection that never waits for a lock (timeout 0: SQLite's busy handler
+    never sleeps), with ``pragmas`` set; it begins its transactions itself (isolation_level
+    None). The file is in WAL mode already (the repository's engine set it)."""
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        for pragma in pragmas:
+            connection.execute(f"PRAGMA {pragma}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection

@@ -925,22 +925,24 @@ class SqlRepository:
         Python's lock while the loop holds it (:mod:`storage.at_once`). One
         :class:`~storage.batch.Outcome` per call run, and None for each call left to
         :meth:`run_batch`; or None for the whole batch, with nothing stored, where
-        :meth:`run_batch` should run it.
+        :meth:`run_batch` should run it: no lookup secret yet, or a batch of more than
+        ``AT_ONCE_MAX_CALLS`` (a backlog, which a thread serves better: the time its calls
+        spend in the driver, Python's lock released, overlaps the loop's work).
 
         *SQLite* (a file): the whole batch, on the loop, where the write lock is free this
-        moment and the batch is small (at most ``AT_ONCE_MAX_CALLS``); None where the lock
-        is not free (another writer, another process), for a larger batch (a backlog), or if
-        any call raises (rolled back; :meth:`run_batch` then runs each call on its own).
+        moment; None where it is not (another writer, another process), or if any call
+        raises (rolled back; :meth:`run_batch` then runs each call on its own).
 
         *PostgreSQL*: the calls that are one statement each (their planned form), sent
         together and awaited, the others left to :meth:`run_batch`, after them (the calls of
         a batch were made at the same time, none waiting for another, so that is an order
-        they could have come in). None where nothing was sent: no lookup secret yet, a call
-        that needs more than its statement (a stale or missing case: rolled back first),
-        a fault before sending (:meth:`storage.at_once.NonBlockingConnection.run`). A fault
-        after that fails every call it ran, as a fault of the database fails a batch in
-        :meth:`run_batch`."""
+        they could have come in). None where nothing was sent: a call that needs more than
+        its statement (a stale or missing case: rolled back first), a fault before sending
+        (:meth:`storage.at_once.NonBlockingConnection.run`). A fault after that fails every
+        call it ran, as a fault of the database fails a batch in :meth:`run_batch`."""
         if self._lookup is None:  # storing the lookup secret is a write of its own
+            return None
+        if len(calls) > AT_ONCE_MAX_CALLS:  # a backlog: a thread serves it better (see above)
             return None
         if self._at_once_writes is not None:
             return self._run_batch_at_once(calls)
@@ -968,8 +970,6 @@ class SqlRepository:
         calls committed (not commits: under load one commit holds dozens of answers)."""
         writer, turn = self._at_once_writes, self._write_turn
         assert writer is not None and turn is not None
-        if len(calls) > AT_ONCE_MAX_CALLS:  # a backlog: on a thread, its time in SQLite beside the loop's
-            return None
         if not turn.acquire(blocking=False):  # a thread of this process is writing
             return None
         try:

@@ -5,8 +5,10 @@ it only when no batch of reads is running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, literal, select, text
@@ -101,6 +103,28 @@ def pg_repo(repo):
     return repo
 
 
+class Ticks:
+    count = 0
+
+
+@contextlib.asynccontextmanager
+async def ticking() -> AsyncIterator[Ticks]:
+    """Counts turns of the event loop, one every 10 ms, while the block runs: how a test sees
+    that the loop was not held up meanwhile."""
+    ticks = Ticks()
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            ticks.count += 1
+
+    task = asyncio.create_task(tick())
+    try:
+        yield ticks
+    finally:
+        task.cancel()
+
+
 def _sleeping(repo: SqlRepository, seconds: float) -> Prepared:
     return Prepared(select(func.pg_sleep(seconds).label("slept")), repo.engine.dialect)
 
@@ -114,21 +138,12 @@ async def test_a_read_awaited_on_postgresql_lets_other_chats_go_on(pg_repo):
     (a crisis reply is not held up); a second read meanwhile goes the usual way."""
     reader = NonBlockingConnection(pg_repo.engine)
     try:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticking = asyncio.create_task(ticker())
-        reading = asyncio.create_task(reader.rows(_sleeping(pg_repo, 0.3)))
-        await asyncio.sleep(0.1)
-        assert await reader.rows(_quick(pg_repo)) is None  # in use: the usual read, at once
-        assert len(await reading) == 1
-        ticking.cancel()
-        assert ticks >= 15  # the loop ran on while the server slept
+        async with ticking() as ticks:
+            reading = asyncio.create_task(reader.rows(_sleeping(pg_repo, 0.3)))
+            await asyncio.sleep(0.1)
+            assert await reader.rows(_quick(pg_repo)) is None  # in use: the usual read, at once
+            assert len(await reading) == 1
+        assert ticks.count >= 15  # the loop ran on while the server slept
         assert await reader.rows(_quick(pg_repo)) == [{"one": 1}]
     finally:
         reader.close()
