@@ -197,8 +197,8 @@ class Batcher:
             _resolve(call.future, outcome)
 
     async def _run_awaited(self, batch: Sequence[_Call]) -> Sequence[_Call]:
-        """Run what the store can of a write batch on the event loop
-        (``store.run_batch_awaited``, PostgreSQL); the calls left for a thread."""
+        """Run what the store can of a write batch from the event loop
+        (``store.run_batch_awaited``: SQLite and PostgreSQL); the calls left for a thread."""
         awaited = getattr(self._store, "run_batch_awaited", None)
         if awaited is None:
             return batch
