@@ -183,34 +183,42 @@ class NonBlockingConnection:
 
         return await self._attempt(read, rerun_safe=True)
 
-    async def run(self, calls: Sequence[Planned]) -> list[Outcome] | None:
-        """Each call's outcome, in order, all committed together (a call alone is atomic and
-        runs in autocommit). The statements are sent together, each run of calls with the
-        same statement as one ``executemany`` (psycopg pipelines it).
+    async def run(self, calls: Sequence[Planned]) -> list[Outcome | None] | None:
+        """Each call's outcome, in order, or None for a call the usual way should run (a
+        stale or missing case: its statement stored nothing, and telling why takes a further
+        statement). Each statement stores all of its call or nothing, so a batch need not be
+        rolled back for one call: BEGIN, the statements and COMMIT are sent together (one
+        round trip, where BEGIN, the statements and COMMIT each waited for one), each run of
+        calls with the same statement as one ``executemany``. A call alone runs in autocommit.
 
-        None, with nothing stored, where the usual way should run them instead: in use,
-        resting after a fault, not connected, or in a batch of several a call whose
-        ``finish`` raises (it needs a further statement, or fails: the usual way then tells
-        its caller why, and stores the others). Raises :class:`WriteFault` for a fault after
-        the statements were sent."""
+        None for the whole batch, with nothing stored, where the usual way should run it
+        instead: in use, resting after a fault, not connected, a statement the server refused
+        (its transaction rolled back), or a call alone that needs a further statement. Raises
+        :class:`WriteFault` for a fault after the statements were sent."""
 
-        async def write(connection: Any) -> list[Outcome]:
+        async def write(connection: Any) -> list[Outcome | None]:
             if len(calls) == 1:  # committed already: a failing finish is its caller's error
                 (call,) = calls
                 async with connection.cursor() as cursor:
                     rows = await call.statement.rows_awaited(cursor, **call.params)
-                try:
-                    return [Outcome(call.finish(_NoCursor(), rows))]
-                except _Declined:  # no row: nothing stored (Planned)
-                    raise
-                except Exception as error:  # noqa: BLE001 - handed to the caller of this call
-                    return [Outcome(error=error)]
-            async with connection.transaction(), connection.cursor() as cursor:
-                fetched: list[list[dict[str, Any]]] = []
-                for statement, group in itertools.groupby(calls, key=lambda call: call.statement):
-                    fetched += await statement.rows_many_awaited(cursor, [call.params for call in group])
-                # raising here rolls the transaction back
-                return [Outcome(_finished(call, rows)) for call, rows in zip(calls, fetched, strict=True)]
+                outcome = _finished(call, rows)
+                if outcome is None:  # no row: nothing stored (Planned)
+                    raise _Declined
+                return [outcome]
+            sent = []
+            async with contextlib.AsyncExitStack() as cursors:
+                async with connection.pipeline() as pipeline:
+                    await connection.execute("BEGIN")
+                    for statement, group in itertools.groupby(calls, key=lambda call: call.statement):
+                        cursor = await cursors.enter_async_context(connection.cursor())
+                        await statement.execute_many_awaited(cursor, [call.params for call in group])
+                        sent.append((statement, cursor))
+                    await connection.execute("COMMIT")
+                    await pipeline.sync()  # raises if the server refused a statement: nothing stored
+                fetched = [
+                    rows for statement, cursor in sent for rows in await statement.fetch_many_awaited(cursor)
+                ]
+            return [_finished(call, rows) for call, rows in zip(calls, fetched, strict=True)]
 
         return await self._attempt(write, rerun_safe=False)
 
@@ -278,13 +286,16 @@ class NonBlockingConnection:
         self._discard()
 
 
-def _finished(call: Planned, rows: list[dict[str, Any]]) -> Any:
+def _finished(call: Planned, rows: list[dict[str, Any]]) -> Outcome | None:
+    """What a call returns given its statement's rows, committed already: None where its
+    ``finish`` needs a further statement (no row came back, so the statement stored nothing
+    and the usual way runs the call again and tells its caller why)."""
     try:
-        return call.finish(_NoCursor(), rows)
+        return Outcome(call.finish(_NoCursor(), rows))
     except _Declined:
-        raise
-    except Exception as error:  # noqa: BLE001 - the usual way runs it again and tells its caller
-        raise _Declined(type(error).__name__) from error
+        return None
+    except Exception as error:  # noqa: BLE001 - stored: handed to the caller of this call
+        return Outcome(error=error)
 
 
 def _refused_by_server(fault: Exception) -> bool:

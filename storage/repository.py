@@ -934,11 +934,12 @@ class SqlRepository:
         raises (rolled back; :meth:`run_batch` then runs each call on its own).
 
         *PostgreSQL*: the calls that are one statement each (their planned form), sent
-        together and awaited, the others left to :meth:`run_batch`, after them (the calls of
-        a batch were made at the same time, none waiting for another, so that is an order
-        they could have come in). None where nothing was sent: a call that needs more than
-        its statement (a stale or missing case: rolled back first), a fault before sending
-        (:meth:`storage.at_once.NonBlockingConnection.run`). A fault after that fails every
+        together with BEGIN and COMMIT and awaited, the others left to :meth:`run_batch`,
+        after them (the calls of a batch were made at the same time, none waiting for
+        another, so that is an order they could have come in); so is a call whose statement
+        stored nothing and whose finish needs a further statement (a stale or missing case).
+        None where nothing was stored: a fault before sending, a statement the server refused
+        (:meth:`storage.at_once.NonBlockingConnection.run`). A fault after sending fails every
         call it ran, as a fault of the database fails a batch in :meth:`run_batch`."""
         if self._lookup is None:  # storing the lookup secret is a write of its own
             return None
