@@ -30,6 +30,7 @@ import hmac
 import json
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "EncryptedText",
     "InvalidKeys",
     "InvalidToken",
+    "JSONText",
     "LOOKUP_SECRET_BYTES",
     "RECENT_MAX_BYTES",
     "RECENT_TOKENS",
@@ -111,7 +113,9 @@ class Cipher:
         self._fernet = MultiFernet([Fernet(key) for key in cleaned])
         # compares key lists without keeping a second copy of the keys around
         self._fingerprint = hashlib.sha256("\n".join(cleaned).encode("ascii")).digest()
-        self._recent: dict[bytes, bytes] = {}  # token -> plaintext, oldest first
+        # token -> plaintext, oldest first (an OrderedDict drops its oldest in constant time; a
+        # dict's first key is found by skipping the slots of the keys deleted before it)
+        self._recent: OrderedDict[bytes, bytes] = OrderedDict()
         self._recent_lock = threading.Lock()
         self._recent_size = max(0, int(remember))
 
@@ -167,7 +171,7 @@ class Cipher:
             recent = self._recent
             recent[token] = data
             while len(recent) > self._recent_size:
-                del recent[next(iter(recent))]
+                recent.popitem(last=False)
 
     def rotate(self, token: str | bytes) -> str:
         """Re-encrypt ``token`` with the newest key (keeps the original timestamp). Raises
@@ -281,6 +285,18 @@ class EncryptedText(TypeDecorator[str]):
         raise NotImplementedError("encrypted values cannot be rendered as SQL literals")
 
 
+#: the JSON of EncryptedJSON columns: compact, UTF-8, ``str()`` of what JSON does not know
+_to_json = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+
+
+class JSONText(str):
+    """A value's JSON as an :class:`EncryptedJSON` column stores it (:meth:`EncryptedJSON.text`),
+    made once: bound as it is, and read back with ``json.loads``, for a caller that needs
+    the value as stored too (the per-update write: docs/performance.md)."""
+
+    __slots__ = ()
+
+
 class EncryptedJSON(TypeDecorator[Any]):
     """Any JSON-serialisable value stored as a Fernet token in a TEXT column. ``None`` stays
     NULL. Values that JSON does not know (datetimes, enums, ...) are stored as ``str()``."""
@@ -288,10 +304,15 @@ class EncryptedJSON(TypeDecorator[Any]):
     impl = Text
     cache_ok = True
 
+    @staticmethod
+    def text(value: Any) -> JSONText:
+        """``value``'s JSON as this column stores it; bound as it is."""
+        return JSONText(_to_json(value))
+
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        document = json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+        document = value if isinstance(value, JSONText) else _to_json(value)
         return current_cipher().encrypt(document)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:

@@ -63,7 +63,7 @@ from .at_once import (
     WriteFault,
 )
 from .batch import Outcome, batchable, planned_form
-from .crypto import Cipher, EncryptedJSON, EncryptedText, LookupKey, current_cipher, set_cipher
+from .crypto import Cipher, EncryptedJSON, EncryptedText, JSONText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines, sqlite_file
 from .migrate import SchemaOutdated, SchemaStatus
 from .prepared import Planned, Prepared, raw_transaction, run_pipelined
@@ -676,11 +676,6 @@ def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
     return CaseRecord(**{name: values[name] for name in CaseRecord.__slots__})  # type: ignore[attr-defined]
 
 
-def _stored_json(value: Any) -> Any:
-    """``value`` as it reads back from an EncryptedJSON column (same JSON round trip)."""
-    return json.loads(json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False))
-
-
 def _answer_binds(
     case_id: int,
     user_key: str,
@@ -698,7 +693,7 @@ def _answer_binds(
         "case_id": case_id,
         "user_key": user_key,
         "expected_version": expected_version,
-        "new_session": new_session,
+        "new_session": EncryptedJSON.text(new_session),  # made once: bound, and read back
         "new_state": state,
         "now": now,
         "finished_at": now if finished else None,
@@ -717,10 +712,11 @@ def _answer_binds(
     return binds
 
 
-def _stored_case(values: dict[str, Any], new_session: dict[str, Any]) -> CaseRecord:
+def _stored_case(values: dict[str, Any], new_session: JSONText) -> CaseRecord:
     """The case record after an answer was stored: ``values`` as the statement returned them,
-    the session as stored (not the caller's dict, which the caller may still change)."""
-    values["session"] = _stored_json(new_session)
+    the session as stored (read back from its JSON: not the caller's dict, which the caller
+    may still change)."""
+    values["session"] = json.loads(new_session)
     values["reasons"] = list(values["reasons"] or [])
     return CaseRecord(**values)
 
@@ -1342,7 +1338,9 @@ class SqlRepository:
                     return None
                 self._raise_missing_or_stale(cursor, binds["case_id"], binds["user_key"])
             names = CaseRecord.__slots__  # type: ignore[attr-defined]
-            return _stored_case({name: row[name] for name in names if name != "session"}, session)
+            return _stored_case(
+                {name: row[name] for name in names if name != "session"}, binds["new_session"]
+            )
 
         return Planned(store, {"update_id": int(update_id), **binds}, stored)
 
