@@ -156,7 +156,7 @@ class ScreeningFlow:
     # --- handling one event ----------------------------------------------------------------
 
     def handle(self, session: Session, event: Event, ctx: Context) -> Reply:
-        turn = _Turn(self, Session.from_dict(session.to_dict()), ctx)
+        turn = _Turn(self, session.copy(), ctx)  # the caller's session stays as it was
         turn.run(event)
         return turn.reply()
 

@@ -162,6 +162,20 @@ class Session:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
 
+    def copy(self) -> Session:
+        """A copy with answers and history of its own (as ``from_dict(to_dict())``, cheaper)."""
+        return Session(
+            state=self.state,
+            lang=self.lang,
+            answers=dict(self.answers),
+            history=list(self.history),
+            alerted=Priority(self.alerted),
+            paused=bool(self.paused),
+            confirming_delete=bool(self.confirming_delete),
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Session:
         def when(key: str) -> datetime | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -72,11 +72,30 @@ class Routing:
 
 @dataclass(frozen=True)
 class Assessment:
+    """What the answers so far call for. ``bands`` and ``flags`` are worked out when first
+    asked for: the flow assesses after every answer but needs them only at the end (and a
+    therapist's card), while priority and reasons decide every handover."""
+
     priority: Priority  # URGENT, PRIORITY, or NONE (the flow decides ROUTINE/SELF_HELP)
     reasons: tuple[str, ...]  # codes of the matching rules, most urgent first
     scores: Mapping[str, int]  # instrument id -> total so far
-    bands: Mapping[str, Band]  # only for instruments that are complete
-    flags: tuple[str, ...]  # risk flags present, in FLAG_CODES order
+    answers: Mapping[str, Any] = field(repr=False, compare=False)
+    script: Script = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def bands(self) -> Mapping[str, Band]:
+        """Instrument id -> band, only for instruments that are complete."""
+        instruments = self.script.instruments
+        return {
+            iid: instruments[iid].band(total)
+            for iid, total in self.scores.items()
+            if instruments[iid].complete(self.answers)
+        }
+
+    @functools.cached_property
+    def flags(self) -> tuple[str, ...]:
+        """Risk flags present, in FLAG_CODES order."""
+        return tuple(f.code for f in load_routing().flags if f.present(self.answers, self.scores))
 
 
 def _conditions(data: Any, where: str) -> tuple[Condition, ...]:
@@ -152,13 +171,8 @@ def assess(answers: Mapping[str, Any], script: Script | None = None) -> Assessme
     matched = [r for r in routing.rules if r.matches(answers, scores)]
     reasons = tuple(r.reason for r in matched)
     priority = max((r.priority for r in matched), default=Priority.NONE)
-    bands = {
-        iid: script.instruments[iid].band(total)
-        for iid, total in scores.items()
-        if script.instruments[iid].complete(answers)
-    }
-    flags = tuple(f.code for f in routing.flags if f.present(answers, scores))
-    return Assessment(priority=priority, reasons=reasons, scores=scores, bands=bands, flags=flags)
+    # a copy: the answers may change after this (the flow's own session does)
+    return Assessment(priority, reasons, scores, MappingProxyType(dict(answers)), script)
 
 
 def _routing_texts() -> tuple[Mapping[str, Mapping[str, str]], Mapping[str, Mapping[str, str]]]:

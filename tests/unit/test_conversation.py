@@ -455,3 +455,16 @@ def test_flow_is_pure_input_session_untouched(flow):
     session = Session()
     flow.handle(session, Command("start"), ON_DUTY)
     assert session.state == "new" and session.answers == {}
+
+
+def test_a_session_copy_is_equal_and_its_own():
+    """``ScreeningFlow.handle`` works on a copy (``Session.copy``): equal to one made through
+    ``to_dict``/``from_dict``, and nothing done to it reaches the caller's session."""
+    when = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    session = Session(state="phq9_2", answers={"phq9_1": 2}, history=["phq9_1"], alerted=Priority.URGENT,
+                      started_at=when)  # fmt: skip
+    copy = session.copy()
+    assert copy == Session.from_dict(session.to_dict())
+    copy.answers["phq9_2"] = 1
+    copy.history.append("phq9_2")
+    assert session.answers == {"phq9_1": 2} and session.history == ["phq9_1"]

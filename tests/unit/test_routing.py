@@ -342,3 +342,14 @@ def test_priority_matches_the_rules(answers):
 def test_an_urgent_answer_is_urgent_whatever_else_was_said(answers, item):
     answers = dict(answers) | {item: 1 if item != "phq9_9" else 2}
     assert assess(answers).priority == URGENT
+
+
+def test_flags_and_bands_are_of_the_answers_as_assessed():
+    """Bands and flags are worked out when first asked for, from the answers as they were
+    when assessed: the flow's session may change meanwhile."""
+    answers = phq9(10)
+    result = assess(answers)
+    answers["phq9_9"] = 3
+    answers["risk_plans"] = 1
+    assert result.flags == ()
+    assert result.bands["phq9"].code == assess(phq9(10)).bands["phq9"].code
