@@ -75,6 +75,7 @@ class ScreeningFlow:
             initial=None,
         )
         self._cursor = _Cursor()
+        self._choice_rows: dict[tuple[str, str], tuple[tuple[Option, ...], ...]] = {}
         self.machine.add_model(self._cursor, initial="new")
         self._triggers = {state: frozenset(self.machine.get_triggers(state)) for state in self.machine.states}
         # questions with an earlier question that is always asked: "back" from them never fails
@@ -169,6 +170,17 @@ class ScreeningFlow:
         if not isinstance(event, Text) or detect(event.text) is None:
             return None
         return Say(f"{t('risk_text', lang)}\n\n{messages.crisis(lang)}", urgent=True)
+
+    def choice_rows(self, question: Question, lang: str) -> tuple[tuple[Option, ...], ...]:
+        """A question's answer buttons, one per row, numbered (made once per language)."""
+        key = (question.id, lang)
+        rows = self._choice_rows.get(key)
+        if rows is None:
+            rows = self._choice_rows[key] = tuple(
+                (Option(f"{n}. {choice.label(lang)}", f"a:{question.id}:{choice.value}"),)
+                for n, choice in enumerate(question.choices, start=1)
+            )
+        return rows
 
     def is_question(self, state: str) -> bool:
         return state not in (*BEFORE_SCREENING, DONE, *ENDED)
@@ -532,7 +544,7 @@ class _Turn:
     def ask(self, question: Question, progress: bool) -> None:
         lang = self.lang
         section_no, section_count, index, count = self.flow.script.position(question.id)
-        section = next(s for s in self.flow.script.sections if s.id == question.section)
+        section = self.flow.script.sections[section_no - 1]
         lines = []
         if progress and index == 1 and section.intro:
             lines.append(section.intro[lang])
@@ -543,10 +555,7 @@ class _Turn:
         lines.append(question.prompt(lang))
         lines.append(t("ways_out", lang))
         self.say("\n\n".join(lines))
-        rows = [
-            (Option(f"{n}. {choice.label(lang)}", f"a:{question.id}:{choice.value}"),)
-            for n, choice in enumerate(question.choices, start=1)
-        ]
+        rows = list(self.flow.choice_rows(question, lang))
         if question.optional:
             rows.append((Option(t("skip", lang), f"skip:{question.id}"),))
         if self.flow.has_previous(question.id, self.s.answers):
