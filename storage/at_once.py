@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import sqlite3
 import threading
 import time
@@ -60,7 +59,7 @@ from sqlalchemy.engine import Engine
 
 from . import engine
 from .batch import Outcome
-from .prepared import Planned, Prepared
+from .prepared import Planned, Prepared, statement_runs
 
 T = TypeVar("T")
 
@@ -209,9 +208,9 @@ class NonBlockingConnection:
             async with contextlib.AsyncExitStack() as cursors:
                 async with connection.pipeline() as pipeline:
                     await connection.execute("BEGIN")
-                    for statement, group in itertools.groupby(calls, key=lambda call: call.statement):
+                    for statement, params in statement_runs(calls):
                         cursor = await cursors.enter_async_context(connection.cursor())
-                        await statement.execute_many_awaited(cursor, [call.params for call in group])
+                        await statement.execute_many_awaited(cursor, params)
                         sent.append((statement, cursor))
                     await connection.execute("COMMIT")
                     await pipeline.sync()  # raises if the server refused a statement: nothing stored

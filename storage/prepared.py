@@ -28,7 +28,7 @@ from sqlalchemy.engine import Dialect, Engine
 
 from .engine import suspect_connections
 
-__all__ = ["Planned", "Prepared", "raw_transaction", "run_pipelined"]
+__all__ = ["Planned", "Prepared", "raw_transaction", "run_pipelined", "statement_runs"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -157,7 +157,7 @@ def run_pipelined(cursor: Any, calls: Sequence[Planned]) -> list[Any]:
     A statement that fails aborts the rest (psycopg raises when their results are fetched);
     the caller's transaction is then rolled back, as for any failed statement."""
     connection = cursor.connection
-    runs = [(statement, [call.params for call in run]) for statement, run in groupby(calls, _statement)]
+    runs = statement_runs(calls)
     cursors = [connection.cursor() for _ in runs]
     try:
         with connection.pipeline() as pipeline:
@@ -174,6 +174,12 @@ def run_pipelined(cursor: Any, calls: Sequence[Planned]) -> list[Any]:
             with contextlib.suppress(Exception):
                 each.close()
     return [call.finish(cursor, rows) for call, rows in zip(calls, fetched, strict=True)]
+
+
+def statement_runs(calls: Sequence[Planned]) -> list[tuple[Prepared, list[dict[str, Any]]]]:
+    """Each run of consecutive calls with the same statement: the statement and the calls'
+    parameters, in order (one ``executemany`` each)."""
+    return [(statement, [call.params for call in run]) for statement, run in groupby(calls, _statement)]
 
 
 def _statement(call: Planned) -> Prepared:
