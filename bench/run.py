@@ -49,6 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
+from bench import inprocess  # noqa: E402
 from bench.harness import (  # noqa: E402
     CRISIS_PHRASES,
     ROOT,
@@ -77,7 +78,7 @@ log = logging.getLogger("bench")
 
 TARGETS = {
     "throughput": 300.0,  # updates/s end to end, limits off
-    "inprocess": 2000.0,  # updates/s in-process
+    "inprocess": inprocess.TARGET_INPROCESS,  # updates/s in-process
     "reply_p99": 0.050,  # s, at 200 concurrent citizens
     "card_p99": 0.100,  # s, at 200 concurrent citizens
     "crisis": 1.0,  # s, limits on, 500 routine queued
@@ -435,15 +436,14 @@ def table(results: dict[str, dict[str, Any]], extra: dict[str, Any], args: argpa
             same = ["″"] * (len(backends) - 1)
             rows.append([label, f"{row['per_second']:.0f}", *same, "(no database)", ""])
             continue
-        # the database alone bounds one at a time; one at a time is one over its latency
-        untargeted = "(no bot)" if row.get("bound") else "(latency)" if row.get("latency_only") else None
+        why_not = inprocess.untargeted(row)  # the database alone; one at a time (a latency)
         existing = next((r for r in rows if r[0] == label), None)
         if existing is None:
-            target = untargeted or f"≥ {TARGETS['inprocess']:.0f}"
-            existing = [label, *["″"] * len(backends), target, "" if untargeted else "PASS"]
+            target = why_not or f"≥ {TARGETS['inprocess']:.0f}"
+            existing = [label, *["″"] * len(backends), target, "" if why_not else "PASS"]
             rows.append(existing)
         existing[1 + backends.index(row["backend"])] = f"{row['per_second']:.0f}"
-        if untargeted is None:
+        if why_not is None:
             existing[-1] = verdict(existing[-1] == "PASS" and row["per_second"] >= TARGETS["inprocess"])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
@@ -499,8 +499,6 @@ async def main_async(args: argparse.Namespace) -> int:
         extra |= await outbox_alone(args)
     if not args.no_inprocess:
         say("in-process (bench/inprocess.py)")
-        from bench import inprocess
-
         argv = ["--backend", "both" if len(backends) == 2 else backends[0],
                 "--citizens", str(args.inprocess_citizens),
                 "--concurrency", str(args.inprocess_concurrency),
