@@ -343,13 +343,13 @@ async def run_backend(backend: str, citizens: int, concurrency: int, serial_citi
     """One row per mode; with ``repeat`` > 1 the run with the least CPU per update (the one
     least disturbed by other work on the machine)."""
     rows = []
-    modes = []  # (label, citizens, at once, the target's row?)
+    modes = []  # (label, citizens, at once); the target is the row with many at once
     if concurrency > 1:
-        modes.append((f"{concurrency} at once", citizens, concurrency, True))
+        modes.append((f"{concurrency} at once", citizens, concurrency))
         if serial_citizens > 0:
-            modes.append(("1 at a time", serial_citizens, 1, False))
+            modes.append(("1 at a time", serial_citizens, 1))
     else:
-        modes.append(("1 at a time", citizens, 1, False))
+        modes.append(("1 at a time", citizens, 1))
     with tempfile.TemporaryDirectory(prefix="rph-inproc-") as tmp:
         db = Database(backend, Path(tmp) / "floor")
         try:
@@ -357,7 +357,7 @@ async def run_backend(backend: str, citizens: int, concurrency: int, serial_citi
         finally:
             db.close()
         rows.append({"backend": backend, "what": "database alone, 1 write at a time", **floor})
-        for label, crowd, conc, targeted in modes:
+        for label, crowd, conc in modes:
             best: dict[str, Any] | None = None
             for attempt in range(repeat):
                 db = Database(backend, Path(tmp) / f"{label.replace(' ', '_')}-{attempt}")
@@ -371,10 +371,8 @@ async def run_backend(backend: str, citizens: int, concurrency: int, serial_citi
                 if best is None or result["cpu_ms"] < best["cpu_ms"]:
                     best = result
             assert best is not None
-            row = {"backend": backend, "what": f"CitizenService.handle, {label}", **best}
-            if not targeted:
-                row["latency_only"] = True
-            rows.append(row)
+            what = f"CitizenService.handle, {label}"
+            rows.append({"backend": backend, "what": what, **best, "latency_only": conc == 1})
     return rows
 
 
