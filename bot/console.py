@@ -40,6 +40,7 @@ class ConsoleMessenger:
         *,
         urgent: bool = False,
         reply_to: int | None = None,
+        replaceable: bool = False,
     ) -> int | None:
         message_id = self._next_id
         self._next_id += 1

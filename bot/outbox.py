@@ -11,11 +11,13 @@ limit, so this module sits in front of the ``Bot`` instead:
 * The scheduler picks the oldest *urgent* head of any chat that may send now, else the
   oldest routine head. A chat that is waiting (for its token bucket, a flood wait or a retry
   backoff) never holds up other chats.
-* An urgent message for a chat that still has routine messages queued promotes those to
-  urgent (priority inheritance), so the crisis reply is not stuck behind routine traffic and
-  the chat's order still holds. With ``urgent_jumps_group_queue=True`` an urgent message to
-  a *group* goes ahead of the group's queued routine messages instead: at 20 a minute a
-  backlog of routine intake cards would otherwise hold up a crisis card for minutes.
+* An urgent message (a crisis reply) to a private chat goes ahead of that chat's queued
+  routine messages, so it leaves within about a second however much the chat has queued.
+  A group keeps its order (queued routine messages are promoted with it) unless
+  ``urgent_jumps_group_queue=True``: at 20 a minute a backlog of routine intake cards would
+  otherwise hold up a crisis card for minutes.
+* A question or re-prompt sent as ``replaceable`` drops the chat's queued ones: a newer
+  question makes them stale, and the citizen sees one question per turn.
 * Limits: a token bucket per private chat; sliding windows (at most *n* sends in any window)
   for the whole bot and for each group. A bucket of size *n* refilling *n* per window would
   let 2*n through in one window and provoke the 429s this module exists to avoid. Routine
@@ -32,7 +34,7 @@ limit, so this module sits in front of the ``Bot`` instead:
   once; ``BadRequest`` "message is not modified" on an edit counts as success; anything else
   is raised to the caller unchanged.
 
-Nothing is dropped silently: every call returns or raises. Callers await a future that
+Nothing else is dropped: every call returns (None for a stale question) or raises. Callers await a future that
 the queue resolves; if the caller is cancelled the message is still delivered. On
 :meth:`Outbox.stop` whatever could not be delivered before the timeout raises
 :class:`OutboxClosed`. Note that a retried ``TimedOut`` may deliver a message twice (the
@@ -168,6 +170,7 @@ class _Job:
     call: Callable[[], Awaitable[Any]]
     future: asyncio.Future[Any]
     failures: int = 0  # transient failures so far (RetryAfter does not count)
+    replaceable: bool = False  # a question or re-prompt: a newer one makes it stale
 
     def key(self) -> tuple[int, int]:
         return (0 if self.urgent else 1, self.seq)
@@ -296,6 +299,7 @@ class Outbox:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._last_prune = 0.0
+        self.dropped_stale = 0  # questions and re-prompts a newer one made stale before they left
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -359,8 +363,10 @@ class Outbox:
         *,
         urgent: bool = False,
         reply_to: int | None = None,
+        replaceable: bool = False,
     ) -> int | None:
-        """Queue a message; return its message id once sent (or raise)."""
+        """Queue a message; return its message id once sent (or raise), or None if a newer
+        message to the chat made it stale first (``replaceable``: a question or re-prompt)."""
         kwargs: dict[str, Any] = {"reply_markup": _markup(options) if options else None}
         if reply_to is not None:
             # a crisis reply must not fail because the message it answers was deleted
@@ -369,7 +375,7 @@ class Outbox:
         async def call() -> int:
             return await _send_message(self.bot, chat_id, text, **kwargs)
 
-        return await self._submit("send", chat_id, urgent, call)
+        return await self._submit("send", chat_id, urgent, call, replaceable=replaceable)
 
     async def edit(
         self,
@@ -440,25 +446,47 @@ class Outbox:
             chat = self._chats[chat_id] = _Chat(limit)
         return chat
 
-    async def _submit(self, kind: str, chat_id: int, urgent: bool, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _submit(
+        self,
+        kind: str,
+        chat_id: int,
+        urgent: bool,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        replaceable: bool = False,
+    ) -> Any:
         if not self._running:
             raise OutboxClosed("outbox is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        job = _Job(next(self._seq), kind, chat_id, urgent, call, future)
+        job = _Job(next(self._seq), kind, chat_id, urgent, call, future, replaceable=replaceable)
         chat = self._chat(chat_id)
-        if urgent and chat_id < 0 and self.urgent_jumps_group_queue:
-            ahead = sum(1 for queued in chat.queue if queued.urgent)  # urgent ones stay first
+        if replaceable:
+            self._drop_stale(chat)
+        if urgent and (chat_id > 0 or self.urgent_jumps_group_queue):
+            # a crisis reply overtakes what the chat has queued (urgent ones stay first): a
+            # person in crisis must not wait behind their own backlog at one message a second
+            ahead = next((i for i, queued in enumerate(chat.queue) if not queued.urgent), len(chat.queue))
             chat.queue.insert(ahead, job)
         else:
             if urgent:
-                for queued in chat.queue:  # priority inheritance keeps the chat's order
+                for queued in chat.queue:  # priority inheritance keeps a group's order
                     queued.urgent = True
             chat.queue.append(job)
         self._pending.add(chat_id)
         self._changed.set()
         # shielded: a caller that gives up does not take the message out of the queue
         return await asyncio.shield(future)
+
+    def _drop_stale(self, chat: _Chat) -> None:
+        """A newer question or re-prompt makes the chat's queued ones stale: they are not
+        sent (their callers get None), so every turn ends with one question on screen."""
+        stale = [queued for queued in chat.queue if queued.replaceable]
+        for queued in stale:
+            chat.queue.remove(queued)
+            self._succeed(queued, None)
+        if stale:
+            self.dropped_stale += len(stale)
 
     # ---------------------------------------------------------------- scheduling
 

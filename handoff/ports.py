@@ -24,6 +24,7 @@ class Messenger(Protocol):
         *,
         urgent: bool = False,
         reply_to: int | None = None,
+        replaceable: bool = False,
     ) -> int | None:
         """Send one message; return its message id (None if it could not be sent)."""
 

@@ -37,6 +37,7 @@ class RecordingMessenger:
         *,
         urgent: bool = False,
         reply_to: int | None = None,
+        replaceable: bool = False,
     ) -> int | None:
         if chat_id in self.fail_chats:
             raise ConnectionError("telegram unreachable")
