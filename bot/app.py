@@ -16,6 +16,8 @@ from bot.outbox import Outbox
 from bot.telegram import TelegramHandlers, build_application
 from bot.wiring import Services, build_services
 
+SHUTDOWN_DELIVERY_SECONDS = 5.0  # how long queued messages may still leave after SIGTERM
+
 
 def create_app(
     settings: Settings,
@@ -46,7 +48,8 @@ def create_app(
     async def on_stop(app: Application) -> None:
         for task in background:
             task.cancel()
-        await outbox.stop()
+        # what has not left by then is dropped and logged as a count: SIGTERM ends within 10 s
+        await outbox.stop(timeout=SHUTDOWN_DELIVERY_SECONDS)
 
     app = build_application(
         settings.telegram_bot_token, settings.telegram_api_base_url, on_start=on_start, on_stop=on_stop

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
-from flows import messages
+from flows import crisis, messages
 from flows.conversation import ScreeningFlow
 from flows.model import Alert, Command, Context, Event, Forget, Note, Priority, Reply, Say, Session
 from flows.mydata import as_document, needs_document, render_copy
@@ -97,8 +97,8 @@ class CitizenService:
         and a risk signal in what they wrote still reaches a human."""
         lang = messages.language_for(who.language_code)
         if event == Command("crisis"):
-            # needs nothing but the messenger: no database, no flow
-            await self._send_safely(who.chat_id, messages.crisis(lang))
+            # needs nothing but the messenger: no database; the button opens an urgent case
+            await self._send_safely(who.chat_id, messages.crisis(lang), crisis.crisis_options(lang))
             return
         if event == Command("mydata"):
             try:
@@ -128,7 +128,7 @@ class CitizenService:
         except Exception as error:  # noqa: BLE001 - fail safe, whatever went wrong
             log.error("citizen update failed: %s", type(error).__name__, exc_info=_trace(error))
             await self.apologise(who.chat_id, lang)
-            if first_aid is not None:
+            if first_aid is not None or self.flow.risk_in(event):
                 await self.handoff.alert_unrecorded_risk()
 
     async def send_copy(self, who: Incoming, lang: str) -> None:
@@ -148,9 +148,9 @@ class CitizenService:
     async def apologise(self, chat_id: int, lang: str) -> None:
         await self._send_safely(chat_id, f"{messages.text('error', lang)}\n\n{messages.crisis(lang)}")
 
-    async def _send_safely(self, chat_id: int, text: str) -> None:
+    async def _send_safely(self, chat_id: int, text: str, options: Any = ()) -> None:
         try:
-            await self.messenger.send(chat_id, text, urgent=True)
+            await self.messenger.send(chat_id, text, options, urgent=True)
         except Exception as error:  # noqa: BLE001
             log.error("could not send the fail-safe reply: %s", type(error).__name__)
 
@@ -190,6 +190,8 @@ class CitizenService:
                 await self.desk.tell_holder_citizen_left(
                     case, "innbyggeren har slettet sine data; saken er borte."
                 )
+            elif case is not None:
+                await self.handoff.citizen_deleted(case)
             await self._db(self.store.delete_citizen, who.user_id)
             await self._record_update(who.update_id)
             case = None
@@ -272,7 +274,9 @@ class CitizenService:
 
     async def _say(self, chat_id: int, says: Sequence[Say]) -> None:
         for say in says:
-            await self.messenger.send(chat_id, say.text, say.options, urgent=say.urgent)
+            await self.messenger.send(
+                chat_id, say.text, say.options, urgent=say.urgent, replaceable=say.replaceable
+            )
 
     async def _record_update(self, update_id: int | None) -> None:
         if update_id is not None:
@@ -331,9 +335,14 @@ def _urgent(routing: Routing | None) -> bool:
 
 
 def _worth_storing(session: Session) -> bool:
-    """A first session is stored once the citizen has begun (consent asked) or a risk alert
-    was raised; a session still at "new" or ended holds nothing worth keeping."""
-    return session.state not in ("new", "declined", "too_young") or session.alerted.hands_over_at_once
+    """A first session is stored once the citizen has begun (consent asked), a risk alert
+    was raised or a crisis question waits; a session still at "new" or ended holds nothing
+    worth keeping."""
+    return (
+        session.state not in ("new", "declined", "too_young")
+        or session.alerted.hands_over_at_once
+        or session.holding is not None  # a direct question about risk waits for its answer
+    )
 
 
 def _phase(state: str) -> str:

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     triage_timezone: str = "Europe/Oslo"
     opening_hours: str = "mon-fri 08:00-15:30"
     min_age: int = 18
+    acute_escalate_after: timedelta = timedelta(minutes=2)
     handoff_escalate_after: timedelta = timedelta(minutes=5)
     handoff_escalate_after_priority: timedelta = timedelta(minutes=30)
     escalation_check_seconds: float = 15.0

@@ -71,6 +71,7 @@ def build_services(
         messenger,
         handoff,
         desk,
+        acute_after=settings.acute_escalate_after,
         urgent_after=settings.handoff_escalate_after,
         priority_after=settings.handoff_escalate_after_priority,
         clock=clock,

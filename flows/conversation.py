@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transitions import Machine
 
-from flows import messages
+from flows import crisis, messages, risk_text
 from flows.messages import text as t
 from flows.model import (
     Alert,
@@ -37,14 +37,17 @@ from flows.model import (
     Unsupported,
 )
 from flows.questionnaire import Question, Script, load_script
-from flows.risk_text import detect
 from flows.routing import Assessment, assess
+
+if TYPE_CHECKING:
+    from flows.risk_text import RiskJudgement
 
 BEFORE_SCREENING = ("new", "consent", "age")
 ENDED = ("declined", "too_young")
 DONE = "done"
 MAX_TEXT = 1000
 NO_CONTACT = 3  # contact_mode value "I do not want to be contacted now"
+RISK_ITEM = "phq9_9"  # thoughts of death or self-harm: every answer to it goes on the card
 
 _YES = {"ja", "j", "yes", "y", "jo", "ok"}
 _NO = {"nei", "n", "no", "nei takk", "no thanks"}
@@ -167,9 +170,15 @@ class ScreeningFlow:
         An adapter sends it before any database work, so a person in crisis gets the numbers
         within milliseconds even when the store is slow or down; it then passes
         ``Context(first_aid_given=True)`` and the flow's own reply leaves these parts out."""
-        if not isinstance(event, Text) or detect(event.text) is None:
+        if not isinstance(event, Text):
             return None
-        return Say(f"{t('risk_text', lang)}\n\n{messages.crisis(lang)}", urgent=True)
+        text = crisis.first_aid(risk_text.judge(event.text), lang)
+        return None if text is None else Say(text, urgent=True)
+
+    def risk_in(self, event: Event) -> bool:
+        """Whether the event is a text the detector finds a sign of risk in (a human must
+        hear of it even when nothing could be stored)."""
+        return isinstance(event, Text) and risk_text.judge(event.text).risk
 
     def choice_rows(self, question: Question, lang: str) -> tuple[tuple[Option, ...], ...]:
         """A question's answer buttons, one per row, numbered (made once per language)."""
@@ -198,18 +207,31 @@ class _Turn:
         self.options: tuple[tuple[Option, ...], ...] = ()
         self.actions: list[Any] = []
         self.urgent = False
+        self.only_prompts = True  # the message being written holds nothing but a question
+        self.said: list[Say] = []  # messages finished before the one being written
 
     # --- the result ---
 
     def reply(self) -> Reply:
-        actions = list(self.actions)
-        if self.parts:
-            say = Say("\n\n".join(self.parts), self.options, urgent=self.urgent)
-            actions.insert(0, say) if self.urgent else actions.append(say)
-        return Reply(self.s, tuple(actions))
+        self.end_message()
+        urgent = [say for say in self.said if say.urgent]
+        rest = [say for say in self.said if not say.urgent]
+        return Reply(self.s, (*urgent, *self.actions, *rest))
 
-    def say(self, *parts: str) -> None:
+    def say(self, *parts: str, prompt: bool = False) -> None:
+        """Add to the message being written; ``prompt`` marks a question or a re-prompt,
+        which a newer message may make stale."""
         self.parts.extend(parts)
+        if not prompt:
+            self.only_prompts = False
+
+    def end_message(self) -> None:
+        """Finish the message being written: what is said after this is a message of its
+        own (a crisis reply, then the next question)."""
+        if self.parts:
+            replaceable = self.only_prompts and not self.urgent
+            self.said.append(Say("\n\n".join(self.parts), self.options, self.urgent, replaceable))
+        self.parts, self.options, self.urgent, self.only_prompts = [], (), False, True
 
     # --- dispatch ---
 
@@ -217,10 +239,16 @@ class _Turn:
         if self.ctx.with_therapist and isinstance(event, Text | Unsupported):
             self.to_therapist(event)
             return
-        if isinstance(event, Text):
-            self.check_free_text(event.text)
         if isinstance(event, Command):
             self.command(event)
+            return
+        if isinstance(event, Button) and event.data == crisis.TALK:
+            self.talk_to_therapist()
+            return
+        if isinstance(event, Text) and self.check_free_text(event.text):
+            return  # the crisis reply is the whole turn: the questionnaire waits
+        if self.s.holding is not None and not (isinstance(event, Button) and event.data.startswith("del:")):
+            self.hold(event)
             return
         if self.s.confirming_delete and not (isinstance(event, Button) and event.data.startswith("del:")):
             self.s.confirming_delete = False
@@ -238,7 +266,7 @@ class _Turn:
         elif state == DONE:
             self.after_screening(event)
         elif isinstance(event, Unsupported):
-            self.say(t("reprompt_unsupported", self.lang))
+            self.say(t("reprompt_unsupported", self.lang), prompt=True)
             self.prompt()
         else:
             self.answer(self.flow.script.question(state), event)
@@ -248,6 +276,7 @@ class _Turn:
         if name == "crisis":
             self.urgent = True
             self.say(messages.crisis(lang))
+            self.options = crisis.crisis_options(lang)
         elif name == "help":
             self.say(t("help", lang))
             self.prompt()
@@ -258,6 +287,7 @@ class _Turn:
                 self.say(t("done_again", lang))
             else:
                 self.s.paused = False
+                self.s.holding = None  # /start after a crisis step: the citizen chose to go on
                 self.say(t("resumed", lang))
                 self.prompt()
         elif name == "stop":
@@ -275,7 +305,7 @@ class _Turn:
                     (Option(t("delete_no", lang), "del:no"),),
                 )
         elif name == "back":
-            self.back()
+            self.prompt() if self.s.holding is not None else self.back()
         else:  # "repeat" and unknown commands: ask the current question again
             self.prompt()
 
@@ -284,23 +314,28 @@ class _Turn:
         if isinstance(event, Unsupported):
             self.actions.append(Note(media=event.kind))
             return
-        hit = detect(event.text)
-        self.actions.append(Note(text=event.text, risk=hit.category if hit else None))
-        if hit is not None:
-            self.actions.append(RiskText(hit.category))
-            self.s.alerted = max(self.s.alerted, Priority.URGENT)
-            self.actions.append(Alert(Priority.URGENT, (f"text_{hit.category}",)))
-            self.urgent = True
-            if self.ctx.first_aid_given:
-                self.say(t("risk_in_relay", self.lang))
-            else:
-                self.say(t("risk_text", self.lang), t("risk_in_relay", self.lang), messages.crisis(self.lang))
+        judged = risk_text.judge(event.text)
+        self.actions.append(Note(text=event.text, risk=_risk_label(judged)))
+        if not judged.risk:
+            return
+        self.actions.append(RiskText(judged.category or "possible"))
+        if judged.action == "ask":
+            # the therapist reads it at once, marked, and asks in their own words
+            self.actions.append(Alert(self.s.alerted, _reasons(judged)))
+            return
+        priority = Priority.ACUTE if judged.acute else Priority.URGENT
+        self.s.alerted = max(self.s.alerted, priority)
+        self.actions.append(Alert(self.s.alerted, _reasons(judged)))
+        self.urgent = True
+        if not self.ctx.first_aid_given:
+            self.say(crisis.first_aid(judged, self.lang) or "")
+        self.say(t("risk_in_relay", self.lang))
 
     def after_screening(self, event: Event) -> None:
         """Free text after the screening is kept for the team once they have the case."""
         if isinstance(event, Text) and self.ctx.handed_over and event.text.strip():
-            risk = next((a.category for a in self.actions if isinstance(a, RiskText)), None)
-            self.actions.append(Note(text=event.text[:4000], risk=risk))
+            if not any(isinstance(a, Note) for a in self.actions):  # a risk text is kept already
+                self.actions.append(Note(text=event.text[:4000]))
             if not self.parts:
                 self.say(t("message_kept", self.lang))
         elif not self.parts:
@@ -321,7 +356,7 @@ class _Turn:
     # --- before the screening ---
 
     def begin(self) -> None:
-        self.s = Session(lang=self.lang, alerted=self.s.alerted)
+        self.s = Session(lang=self.lang, alerted=self.s.alerted, crisis=self.s.crisis)
         self.s.state = self.flow.move("new", "begin", {}) or "consent"
         self.prompt()
 
@@ -348,7 +383,7 @@ class _Turn:
             if digits and 10 <= int(digits.group(1)) <= 120:
                 adult = int(digits.group(1)) >= self.ctx.min_age
         if adult is None:
-            self.say(t("reprompt_age", self.lang))
+            self.say(t("reprompt_age", self.lang), prompt=True)
             self.prompt()
         elif adult:
             self.s.state = self.flow.move("age", "adult", self.s.answers) or DONE
@@ -364,8 +399,9 @@ class _Turn:
         value = self.parse(question, event)
         if value is None:
             return  # parse() has re-prompted
+        flags_before = assess(self.s.answers, self.flow.script).flags
         self.record(question, value)
-        self.advance(question)
+        self.advance(question, flags_before)
 
     def parse(self, question: Question, event: Event) -> Any:
         lang = self.lang
@@ -381,7 +417,7 @@ class _Turn:
                 for choice in question.choices:
                     if str(choice.value) == raw:
                         return choice.value
-            self.say(t("reprompt_stale", lang))
+            self.say(t("reprompt_stale", lang), prompt=True)
             self.prompt()
             return None
         assert isinstance(event, Text)
@@ -389,25 +425,27 @@ class _Turn:
         if question.kind == "choice":
             choice = question.choice_for(raw, lang)
             if choice is None:
-                if not self.parts:
-                    self.say(t("reprompt_choice", lang))
+                if any(isinstance(a, Note) for a in self.actions):
+                    self.say(t("message_kept_waiting", lang))  # what they wrote is kept, not an answer
+                elif not self.parts:
+                    self.say(t("reprompt_choice", lang), prompt=True)
                 self.prompt()
                 return None
             return choice.value
         if len(raw) > MAX_TEXT:
-            self.say(t("reprompt_too_long", lang, limit=MAX_TEXT))
+            self.say(t("reprompt_too_long", lang, limit=MAX_TEXT), prompt=True)
             self.prompt(progress=False)
             return None
         if question.kind == "phone":
             if question.optional and raw.lower() in ("hopp over", "skip", "-", "nei", "no"):
                 return ""
             if not _PHONE.match(raw) or sum(c in "0123456789" for c in raw) < 8:
-                self.say(t("reprompt_phone", lang))
+                self.say(t("reprompt_phone", lang), prompt=True)
                 self.prompt(progress=False)
                 return None
             return re.sub(r"[^0-9+]", "", raw)
         if not raw:
-            self.say(t("reprompt_empty", lang))
+            self.say(t("reprompt_empty", lang), prompt=True)
             self.prompt(progress=False)
             return None
         return raw
@@ -426,11 +464,11 @@ class _Turn:
                     del answers[other.id]
                     scores = None
 
-    def advance(self, question: Question) -> None:
+    def advance(self, question: Question, flags_before: tuple[str, ...]) -> None:
         before = self.s.state
         self.s.state = self.flow.move(before, "next", self.s.answers) or DONE
         assessment = assess(self.s.answers, self.flow.script)
-        self.route(assessment, question)
+        self.route(assessment, question, flags_before)
         if self.s.state == DONE:
             self.finish(assessment)
         else:
@@ -447,11 +485,19 @@ class _Turn:
 
     # --- routing and handoff ---
 
-    def route(self, assessment: Assessment, question: Question) -> None:
+    def route(self, assessment: Assessment, question: Question, flags_before: tuple[str, ...]) -> None:
+        """Hand over when the answers call for more than the case has; otherwise, once the
+        team has the case, bring its card up to date at once for every answer that changes
+        the risk flags (and item 9 of any value) and when an instrument is complete."""
         priority = assessment.priority
         if priority.hands_over_at_once and priority > self.s.alerted:
             self.alert(priority, assessment.reasons)
-        elif self.s.alerted.hands_over_at_once and self.completes_instrument(question):
+            self.end_message()  # the next question is a message of its own
+        elif self.s.alerted.hands_over_at_once and (
+            assessment.flags != flags_before
+            or question.id == RISK_ITEM
+            or self.completes_instrument(question)
+        ):
             self.actions.append(Alert(self.s.alerted, assessment.reasons))
 
     def completes_instrument(self, question: Question) -> bool:
@@ -459,7 +505,7 @@ class _Turn:
             return False
         return self.flow.script.instruments[question.instrument].complete(self.s.answers)
 
-    def alert(self, priority: Priority, reasons: tuple[str, ...]) -> None:
+    def alert(self, priority: Priority, reasons: tuple[str, ...], *, thank: bool = True) -> None:
         """Hand over at once: tell the citizen a human is coming (or when), with the numbers."""
         lang = self.lang
         first_alert = not self.s.alerted.hands_over_at_once
@@ -474,18 +520,145 @@ class _Turn:
             notice = t(f"alert_off_duty{above}", lang, next_staffed=staffed)
         else:
             notice = t(f"alert_off_duty_unknown{above}", lang)
+        if thank and not self.ctx.first_aid_given:  # the first aid thanked them already
+            notice = f"{t('thanks', lang)} {notice}"
         self.say(notice) if self.ctx.first_aid_given else self.say(notice, messages.crisis(lang))
         if first_alert and self.flow.is_question(self.s.state):
             self.say(t("may_continue", lang))
 
-    def check_free_text(self, text: str) -> None:
-        hit = detect(text)
-        if hit is None:
-            return
-        self.actions.append(RiskText(hit.category))
+    # --- the crisis conversation (texts and buttons in flows/crisis.py) ---
+
+    def check_free_text(self, text: str) -> bool:
+        """Judge what the citizen wrote and act on it at once. True when the crisis reply
+        is the whole turn (an act under way, or a direct question the flow now waits for)."""
+        judged = risk_text.judge(text)
+        if not judged.risk:
+            return False
+        self.actions.append(RiskText(judged.category or "possible"))
+        if judged.action == "alert" or self.s.state not in BEFORE_SCREENING:
+            self.actions.append(Note(text=text[:4000], risk=_risk_label(judged)))  # for the therapist
+        if judged.acute:
+            self.acute(judged)
+            return True
+        if judged.action == "alert":
+            if judged.about == "other":
+                self.worry_for_other(judged)
+            else:
+                if not self.ctx.first_aid_given:
+                    self.say(crisis.first_aid(judged, self.lang) or "")
+                self.alert(Priority.URGENT, _reasons(judged), thank=False)
+            self.end_message()
+            return False
+        if self.s.alerted >= Priority.URGENT:
+            # the team has the case at the top already: the card shows the signal, no question
+            self.actions.append(Alert(self.s.alerted, _reasons(judged)))
+            return False
+        self.s.holding = crisis.ASK
+        self.prompt()
+        return True
+
+    def acute(self, judged: RiskJudgement) -> None:
+        """An act under way or just happened: 113 first, the case to the top of the queue,
+        and the questionnaire waits (for whether they are safe, when it is about them)."""
+        lang = self.lang
+        self.s.crisis["acute"] = True
+        if judged.poisoning:
+            self.s.crisis["poisoning"] = True
+        if judged.about == "other":
+            self.s.crisis["about_other"] = True
+        self.s.alerted = Priority.ACUTE
+        self.actions.append(Alert(Priority.ACUTE, _reasons(judged)))
+        self.urgent = True
         if not self.ctx.first_aid_given:
-            self.say(t("risk_text", self.lang))
-        self.alert(Priority.URGENT, (f"text_{hit.category}",))
+            self.say(crisis.first_aid(judged, lang) or "")
+        if self.ctx.team_on_duty:
+            self.say(t("acute_on_duty", lang))
+        elif self.ctx.next_staffed is not None:
+            staffed = messages.staffed_at(self.ctx.next_staffed, lang)
+            self.say(t("acute_off_duty", lang, next_staffed=staffed))
+        else:
+            self.say(t("acute_off_duty_unknown", lang))
+        self.s.holding = crisis.RESUME if judged.about == "other" else crisis.SAFE_NOW
+        self.prompt()
+
+    def worry_for_other(self, judged: RiskJudgement) -> None:
+        """Worry about someone else: advice for the helper, and the team is told."""
+        lang = self.lang
+        self.s.crisis["about_other"] = True
+        self.s.alerted = max(self.s.alerted, Priority.URGENT)
+        self.actions.append(Alert(self.s.alerted, _reasons(judged)))
+        self.urgent = True
+        if not self.ctx.first_aid_given:
+            self.say(crisis.first_aid(judged, lang) or "")
+        if self.ctx.team_on_duty:
+            self.say(t("other_on_duty", lang))
+        elif self.ctx.next_staffed is not None:
+            self.say(t("other_off_duty", lang, next_staffed=messages.staffed_at(self.ctx.next_staffed, lang)))
+        else:
+            self.say(t("other_off_duty_unknown", lang))
+
+    def hold(self, event: Event) -> None:
+        """The questionnaire waits on a crisis step: take its answer, or ask it again."""
+        lang, holding = self.lang, self.s.holding
+        assert holding is not None
+        answer = crisis.answer(holding, event)
+        if holding == crisis.ASK and answer is not None and answer != "resume":
+            self.s.holding = None
+            if answer == "no":
+                self.s.crisis["signal"] = "denied"
+                self.say(t("ask_denied", lang))
+                self.card_follows()
+            elif answer == "yes":
+                self.s.crisis["signal"] = "confirmed"
+                self.alert(Priority.URGENT, ("text_signal_confirmed",))
+            else:
+                self.s.crisis["signal"] = "unanswered"
+                self.say(t("ask_unanswered", lang))
+                self.alert(Priority.URGENT, ("text_signal_unanswered",), thank=False)
+            self.end_message()
+            self.prompt()
+            return
+        if holding == crisis.SAFE_NOW and answer in ("yes", "no"):
+            self.s.crisis["safe_now"] = answer == "yes"
+            self.card_follows()
+            if answer == "no":
+                self.urgent = True
+                self.say(t("not_safe", lang))
+            self.s.holding = crisis.SOMEONE_WITH
+        elif holding == crisis.SOMEONE_WITH and answer in ("yes", "no"):
+            self.s.crisis["someone_with"] = answer == "yes"
+            self.card_follows()
+            if answer == "no":
+                self.say(t("alone", lang))
+            self.s.holding = crisis.RESUME
+        elif answer == "resume" and holding == crisis.RESUME:
+            self.s.holding = None
+        elif isinstance(event, Text) and event.text.strip():
+            if self.ctx.handed_over or self.s.alerted.hands_over_at_once:
+                self.actions.append(Note(text=event.text[:4000]))
+                self.say(t("message_kept_waiting", lang))
+        self.prompt()
+
+    def card_follows(self) -> None:
+        """Bring the card up to date with what the citizen just told (the team has it)."""
+        if self.s.alerted.hands_over_at_once:
+            self.actions.append(Alert(self.s.alerted, ()))
+
+    def talk_to_therapist(self) -> None:
+        """The button under /krise: an urgent case, or when the team is back."""
+        lang = self.lang
+        self.s.alerted = max(self.s.alerted, Priority.URGENT)
+        self.actions.append(Alert(self.s.alerted, ("crisis_request",)))
+        self.urgent = True
+        if self.ctx.team_on_duty:
+            self.say(t("talk_requested", lang))
+        elif self.ctx.next_staffed is not None:
+            self.say(t("talk_off_duty", lang, next_staffed=messages.staffed_at(self.ctx.next_staffed, lang)))
+        else:
+            self.say(t("talk_off_duty_unknown", lang))
+        self.end_message()
+        if self.s.holding is not None or self.flow.is_question(self.s.state):
+            self.prompt()
 
     def finish(self, assessment: Assessment) -> None:
         lang = self.lang
@@ -524,16 +697,22 @@ class _Turn:
     # --- asking ---
 
     def prompt(self, progress: bool = True) -> None:
-        """Ask the current question again (or for the first time), with its buttons."""
+        """Ask the current question again (or for the first time), with its buttons: the
+        crisis step the session waits on, if any, else the screening's."""
         lang, state = self.lang, self.s.state
-        if state in ("new", "consent", *ENDED):
-            self.say(t("welcome", lang, retention_days=self.ctx.retention_days), messages.crisis(lang))
+        if self.s.holding is not None:
+            question, self.options = crisis.prompt(self.s.holding, lang)
+            self.say(question, prompt=not self.parts)
+        elif state in ("new", "consent", *ENDED):
+            self.say(
+                t("welcome", lang, retention_days=self.ctx.retention_days), messages.crisis(lang), prompt=True
+            )
             self.options = (
                 (Option(t("consent_yes", lang), "consent:yes"),),
                 (Option(t("consent_no", lang), "consent:no"),),
             )
         elif state == "age":
-            self.say(t("age_question", lang, min_age=self.ctx.min_age))
+            self.say(t("age_question", lang, min_age=self.ctx.min_age), prompt=True)
             self.options = ((Option(t("yes", lang), "age:yes"), Option(t("no", lang), "age:no")),)
         elif state == DONE:
             if not self.parts:
@@ -554,13 +733,29 @@ class _Turn:
             lines.append(question.stem[lang])
         lines.append(question.prompt(lang))
         lines.append(t("ways_out", lang))
-        self.say("\n\n".join(lines))
+        self.say("\n\n".join(lines), prompt=True)
         rows = list(self.flow.choice_rows(question, lang))
         if question.optional:
             rows.append((Option(t("skip", lang), f"skip:{question.id}"),))
         if self.flow.has_previous(question.id, self.s.answers):
             rows.append((Option(t("back", lang), "back"),))
         self.options = tuple(rows)
+
+
+def _reasons(judged: RiskJudgement) -> tuple[str, ...]:
+    """The routing reasons a risk text adds, for the card and the journal."""
+    reasons = ["text_acute"] if judged.acute else []
+    reasons.append("text_other" if judged.about == "other" else f"text_{judged.category or 'possible'}")
+    return tuple(reasons)
+
+
+def _risk_label(judged: RiskJudgement) -> str | None:
+    """How a kept message is marked for the therapist: its risk, or None."""
+    if not judged.risk:
+        return None
+    if judged.acute:
+        return "akutt"
+    return "om en annen" if judged.about == "other" else judged.category or "mulig"
 
 
 def _yes_no(event: Event, prefix: str) -> bool | None:

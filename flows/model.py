@@ -71,6 +71,7 @@ class Priority(IntEnum):
     ROUTINE = 2
     PRIORITY = 3
     URGENT = 4
+    ACUTE = 5  # an act under way or just happened: top of the queue, the shortest escalation
 
     @property
     def hands_over_at_once(self) -> bool:
@@ -85,11 +86,14 @@ class Option:
 
 @dataclass(frozen=True)
 class Say:
-    """One message to the citizen. ``urgent`` messages jump the outbound queue."""
+    """One message to the citizen. ``urgent`` messages jump the outbound queue (and overtake
+    the chat's own backlog); a ``replaceable`` one (a question or a re-prompt) is dropped
+    while still queued if a newer message to the same chat makes it stale."""
 
     text: str
     options: tuple[tuple[Option, ...], ...] = ()
     urgent: bool = False
+    replaceable: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,12 @@ class Session:
     confirming_delete: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # A crisis step the questionnaire waits for (see flows/crisis.py): "safe_now",
+    # "someone_with", "resume" after an act under way, or "ask" for the direct question.
+    holding: str | None = None
+    # What the crisis steps learnt, for the therapists' card: safe_now / someone_with (bool),
+    # signal ("denied", "confirmed", "unanswered"), about_other (bool), acute (bool).
+    crisis: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +170,8 @@ class Session:
             "confirming_delete": self.confirming_delete,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "holding": self.holding,
+            "crisis": dict(self.crisis),
         }
 
     def copy(self) -> Session:
@@ -174,6 +186,8 @@ class Session:
             confirming_delete=bool(self.confirming_delete),
             started_at=self.started_at,
             finished_at=self.finished_at,
+            holding=self.holding,
+            crisis=dict(self.crisis),
         )
 
     @classmethod
@@ -192,6 +206,8 @@ class Session:
             confirming_delete=bool(data.get("confirming_delete", False)),
             started_at=when("started_at"),
             finished_at=when("finished_at"),
+            holding=data.get("holding"),
+            crisis=dict(data.get("crisis") or {}),
         )
 
 

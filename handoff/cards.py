@@ -8,7 +8,7 @@ therapist who claims the case).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from flows.routing import assess
 ASSESSMENT_TARGET = timedelta(hours=48)
 
 MARKERS = {
+    Priority.ACUTE: "🚨 AKUTT",
     Priority.URGENT: "🔴 HASTER",
     Priority.PRIORITY: "🟠 PRIORITERT",
     Priority.ROUTINE: "🟢 RUTINE",
@@ -48,7 +49,22 @@ FLAG_LABELS = {
     "text_self_harm": "fritekst: selvskading",
     "text_harm_others": "fritekst: skade andre",
     "text_crisis": "fritekst: akutt krise",
-    "text_possible": "fritekst: mulig risiko (modell, les selv)",
+    "text_possible": "fritekst: mulig signal (les selv)",
+    "text_acute": "fritekst: HANDLING PÅGÅR ELLER HAR NETTOPP SKJEDD",
+    "text_other": "fritekst: bekymring for en annen person",
+    "text_signal_confirmed": "bekreftet selvmordstanker nå (direkte spørsmål)",
+    "text_signal_unanswered": "ville ikke svare på direkte spørsmål om selvmordstanker",
+    "crisis_request": "ba om å snakke med terapeut (/krise)",
+}
+
+#: what the crisis steps learnt (Session.crisis), as the card says it
+CRISIS_LINES = {
+    ("safe_now", False): "oppga at hen IKKE er trygg nå",
+    ("safe_now", True): "oppga at hen er trygg nå",
+    ("someone_with", False): "er alene",
+    ("someone_with", True): "har noen hos seg",
+    ("poisoning", True): "kan ha tatt piller/gift (Giftinformasjonen 22 59 13 00)",
+    ("signal", "denied"): "mulig signal i fritekst, avkreftet på direkte spørsmål",
 }
 
 
@@ -69,6 +85,7 @@ class CaseView:
     outcome: str | None = None
     finished: bool = False
     overdue: bool = False
+    crisis: Mapping[str, Any] = field(default_factory=dict)  # what the crisis steps learnt
 
 
 def waited(since: datetime | None, now: datetime) -> str:
@@ -98,7 +115,7 @@ def score_line(answers: Mapping[str, Any], script: Script) -> str:
 
 def risk_flags(case: CaseView, script: Script) -> list[str]:
     flags = list(assess(case.answers, script).flags)
-    flags += [reason for reason in case.reasons if reason.startswith("text_")]
+    flags += [reason for reason in case.reasons if reason.startswith(("text_", "crisis_"))]
     labels = []
     for flag in dict.fromkeys(flags):
         label = FLAG_LABELS.get(flag, flag)
@@ -133,10 +150,24 @@ def render_card(case: CaseView, now: datetime, script: Script | None = None) -> 
     lines.append(score_line(case.answers, script))
     flags = risk_flags(case, script)
     lines.append("Risiko: " + (", ".join(flags) if flags else "ingen oppgitt"))
+    crisis = crisis_line(case)
+    if crisis:
+        lines.append(crisis)
     children = case.answers.get("children")
     lines.append("Barn under 18: " + {1: "ja", 0: "nei"}.get(children, "ikke besvart"))
     lines.append("Screening: " + ("fullført" if case.finished else "pågår"))
     return "\n".join(lines)
+
+
+def crisis_line(case: CaseView) -> str:
+    """What the crisis steps learnt from the citizen, in one line ("" if nothing)."""
+    said = [line for (key, value), line in CRISIS_LINES.items() if case.crisis.get(key) == value]
+    return ("Akutt: " if case.crisis.get("acute") else "Krise: ") + "; ".join(said) if said else ""
+
+
+def deleted_card_text(label: str) -> str:
+    """The card of a case the citizen deleted before anyone took it: out of the queue."""
+    return f"🗑 Sak {label}: innbyggeren har slettet sine data. Saken er fjernet fra køen."
 
 
 def duplicate_card_text(label: str) -> str:

@@ -31,6 +31,7 @@ class Escalator:
         handoff: HandoffService,
         desk: TherapistDesk,
         *,
+        acute_after: timedelta = timedelta(minutes=2),
         urgent_after: timedelta = timedelta(minutes=5),
         priority_after: timedelta = timedelta(minutes=30),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -39,7 +40,11 @@ class Escalator:
         self.messenger = messenger
         self.handoff = handoff
         self.desk = desk
-        self.limits = {Priority.URGENT: urgent_after, Priority.PRIORITY: priority_after}
+        self.limits = {
+            Priority.ACUTE: acute_after,
+            Priority.URGENT: urgent_after,
+            Priority.PRIORITY: priority_after,
+        }
         self.clock = clock
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:

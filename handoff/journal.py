@@ -88,7 +88,11 @@ REASON_WORDS = {
     "text_self_harm": "skrev noe som kan tyde på selvskading",
     "text_harm_others": "skrev noe som kan tyde på tanker om å skade andre",
     "text_crisis": "skrev noe som kan tyde på en akutt krise",
-    "text_possible": "skrev noe som den lærte risikomodellen vurderte som mulig risiko",
+    "text_possible": "skrev noe som kan være et signal om risiko",
+    "text_acute": "skrev at en handling pågikk eller nettopp hadde skjedd",
+    "text_other": "skrev om bekymring for en annen person",
+    "text_signal_confirmed": "bekreftet selvmordstanker da hen ble spurt direkte",
+    "text_signal_unanswered": "ville ikke svare da hen ble spurt direkte om selvmordstanker",
 }
 
 FLAG_WORDS = {
@@ -105,6 +109,7 @@ FLAG_WORDS = {
 CONTACT_QUESTIONS = ("contact_mode", "contact_times", "contact_phone")
 
 ROUTING_WORDS = {
+    Priority.ACUTE: "Akutt – handling pågikk eller hadde nettopp skjedd; overlevert straks",
     Priority.URGENT: "Haster – overlevert til terapeut på vakt straks",
     Priority.PRIORITY: "Prioritert – overlevert til terapeut på vakt",
     Priority.ROUTINE: "Rutine – vurderingssamtale innen 48 timer på hverdager",

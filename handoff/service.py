@@ -12,7 +12,7 @@ from typing import Any
 
 from flows.model import Priority
 from flows.questionnaire import Script, load_script
-from handoff.cards import CaseView, card_buttons, duplicate_card_text, render_card
+from handoff.cards import CaseView, card_buttons, deleted_card_text, duplicate_card_text, render_card
 from handoff.ports import CaseStore, Messenger
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,18 @@ class HandoffService:
         if current is not None:
             await self.refresh_card(current, may_give_way=False)
 
+    async def citizen_deleted(self, record: Any) -> None:
+        """The citizen deleted their data before anyone took the case: its card says so at
+        once and loses its claim button (the case leaves the queue with the deletion)."""
+        if record.card_message_id is None or self.therapist_chat_id is None:
+            return
+        try:
+            await self.messenger.edit(
+                self.therapist_chat_id, record.card_message_id, deleted_card_text(record.label), ()
+            )
+        except Exception as error:  # noqa: BLE001 - the deletion itself must go ahead
+            log.warning("card of a deleted case could not be edited (%s)", type(error).__name__)
+
     async def alert_unrecorded_risk(self) -> None:
         """A citizen wrote something that looks like risk, but the case could not be stored
         (e.g. the database is down). Tell the therapists, with no personal data, so a human
@@ -177,6 +189,7 @@ class HandoffService:
             outcome=record.outcome,
             finished=record.finished_at is not None,
             overdue=overdue or record.escalated_at is not None,
+            crisis=session.get("crisis") or {},
         )
 
     async def remember_name(self, therapist_id: int, first_name: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from flows.questionnaire import Script, load_script
 from flows.routing import assess
-from handoff.cards import CaseView, risk_flags, score_line
+from handoff.cards import CaseView, crisis_line, risk_flags, score_line
 
 
 def answer_text(script: Script, question_id: str, value: Any) -> str:
@@ -30,6 +30,8 @@ def render_summary(case: CaseView, answers: Mapping[str, Any], script: Script | 
     lines = [f"Sak {case.label} – fullt sammendrag (fortrolig)", score_line(answers, script)]
     flags = risk_flags(case, script)
     lines.append("Risiko: " + (", ".join(flags) if flags else "ingen oppgitt"))
+    if crisis_line(case):
+        lines.append(crisis_line(case))
     for section in script.sections:
         asked = [q for q in section.questions if q.id in answers]
         if not asked:
