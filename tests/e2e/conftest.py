@@ -8,11 +8,14 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from storage import Cipher
+from bot.app import create_app
+from bot.config import Settings
+from storage import Cipher, SqlRepository
 from tests.telegram_standin import SentMessage, TelegramStandIn
 
 THERAPIST_CHAT = -1001234
@@ -139,3 +142,83 @@ class Citizen:
         await self.say("/start", contains="Vil du begynne" if self.language_code != "en" else "begin")
         await self.press("consent:yes")
         return await self.press("age:yes")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday morning
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class RunningBot:
+    def __init__(self, standin: TelegramStandIn, database_url: str, keys: list[str], clock: Clock) -> None:
+        self.settings = Settings(
+            telegram_bot_token=standin.token,
+            telegram_api_base_url=standin.base_url,
+            database_url=database_url,
+            triage_encryption_keys=keys,
+            therapist_chat_id=THERAPIST_CHAT,
+            therapist_user_ids=frozenset({KARI, OLA}),
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        self.repo = SqlRepository(database_url, Cipher(keys))
+        self.repo.create_schema()
+        self.app, self.services = create_app(
+            self.settings, self.repo, clock=clock, escalation_interval=None, rate_limits=False
+        )
+
+    async def __aenter__(self) -> RunningBot:
+        await self.app.initialize()
+        if self.app.post_init:  # run_polling would call these hooks; we start by hand
+            await self.app.post_init(self.app)
+        await self.app.start()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(poll_interval=0, timeout=1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.app.updater is not None
+        await self.app.updater.stop()
+        await self.app.stop()
+        await self.app.shutdown()
+        if self.app.post_shutdown:
+            await self.app.post_shutdown(self.app)
+        self.repo.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def running(standin, database_url, clock) -> AsyncIterator[RunningBot]:
+    async with RunningBot(standin, database_url, [Cipher.generate_key()], clock) as bot:
+        yield bot
+
+
+class Therapist:
+    def __init__(self, standin: TelegramStandIn, user_id: int, name: str) -> None:
+        self.standin, self.user_id, self.name = standin, user_id, name
+
+    async def say(self, text: str, *, contains: str | None = None, reply_to: int | None = None):
+        before = len(self.standin.messages_to(self.user_id))
+        self.standin.user_message(self.user_id, text, first_name=self.name, reply_to_message_id=reply_to)
+        return await self.standin.wait_for_message(self.user_id, count=before + 1, contains=contains)
+
+    def answers(self) -> list[str]:
+        return [a["text"] for a in self.standin.callback_answers if a["user_id"] == self.user_id]
+
+    async def press(self, message, data: str) -> str:
+        before = len(self.answers())
+        self.standin.press(self.user_id, message, data, chat_id=message.chat_id, first_name=self.name)
+        await self.standin.wait_for(lambda s: len(self.answers()) > before)
+        return self.answers()[before]
+
+    def inbox(self) -> list[str]:
+        return [m.content for m in self.standin.messages_to(self.user_id)]

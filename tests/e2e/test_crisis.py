@@ -12,8 +12,7 @@ import asyncio
 
 import pytest
 
-from tests.e2e.conftest import KARI, THERAPIST_CHAT, Citizen
-from tests.e2e.test_therapists import Therapist, cards, clock, running  # noqa: F401 - fixtures
+from tests.e2e.conftest import KARI, THERAPIST_CHAT, Citizen, Therapist
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +32,10 @@ def questionnaire_buttons_after(standin, user_id: int, index: int) -> list[str]:
         for data in message.callback_data
         if data.startswith("a:")
     ]
+
+
+def cards(standin) -> list:
+    return standin.messages_to(THERAPIST_CHAT)
 
 
 async def card_of(standin, contains: str):
@@ -100,7 +103,9 @@ async def test_a_possible_signal_is_asked_directly_a_no_goes_on_and_a_yes_hands_
 async def test_worry_about_someone_else_gets_advice_and_the_team_is_told(running, standin):
     citizen = Citizen(standin, 8301)
     await at_phq9(citizen, standin)
-    advice = await citizen.say("kjæresten min sier hun skal ta livet sitt i natt", contains="bekymret for noen")
+    advice = await citizen.say(
+        "kjæresten min sier hun skal ta livet sitt i natt", contains="bekymret for noen"
+    )
     assert "ring 113" in advice.content and "alene" in advice.content
     assert not any("tanker om å ta livet ditt" in m.content for m in standin.messages_to(8301))
     card = await card_of(standin, "bekymring for en annen person")
@@ -117,9 +122,7 @@ async def test_plans_after_an_urgent_free_text_alert_reach_the_card_at_once(runn
     await citizen.answer(1)  # plans: yes
     await standin.wait_for(lambda s: "selvmordsplaner" in s.messages_to(THERAPIST_CHAT)[0].content)
     await citizen.answer(1)  # an earlier attempt: yes
-    await standin.wait_for(
-        lambda s: "tidligere selvmordsforsøk" in s.messages_to(THERAPIST_CHAT)[0].content
-    )
+    await standin.wait_for(lambda s: "tidligere selvmordsforsøk" in s.messages_to(THERAPIST_CHAT)[0].content)
     assert len(cards(standin)) == 1, "edited in place, not posted again"
 
 

@@ -141,7 +141,10 @@ def test_a_possible_signal_is_asked_directly_and_a_no_lets_them_go_on(flow):
 
 @pytest.mark.parametrize(
     ("press", "reason", "signal"),
-    [("crisis:ask:yes", "text_signal_confirmed", "confirmed"), ("crisis:ask:skip", "text_signal_unanswered", "unanswered")],
+    [
+        ("crisis:ask:yes", "text_signal_confirmed", "confirmed"),
+        ("crisis:ask:skip", "text_signal_unanswered", "unanswered"),
+    ],
 )
 def test_a_yes_or_no_answer_to_the_direct_question_is_an_urgent_handover(flow, press, reason, signal):
     chat = Chat(flow, ON_DUTY)
