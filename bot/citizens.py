@@ -313,6 +313,7 @@ class CitizenService:
             with_therapist=case is not None and case.status == "claimed",
             handed_over=case is not None and case.handed_over_at is not None,
             first_aid_given=first_aid_given,
+            opening=self.hours.span() if self.hours is not None else ("08:00", "15:30"),
         )
 
 

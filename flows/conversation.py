@@ -47,7 +47,17 @@ ENDED = ("declined", "too_young")
 DONE = "done"
 MAX_TEXT = 1000
 NO_CONTACT = 3  # contact_mode value "I do not want to be contacted now"
-RISK_ITEM = "phq9_9"  # thoughts of death or self-harm: every answer to it goes on the card
+CONTACT_TIMES = "contact_times"  # told the team's hours, so only times it can keep are chosen
+RISK_ITEM = "phq9_9"
+# the risk flags the closing summary names, gently (flows/data/messages.toml summary_flag_*)
+SUMMARY_FLAGS = (
+    "suicidal_thoughts",
+    "suicide_plans",
+    "earlier_attempt",
+    "self_harm",
+    "harm_others",
+    "phq9_item9",
+)  # thoughts of death or self-harm: every answer to it goes on the card
 
 _YES = {"ja", "j", "yes", "y", "jo", "ok"}
 _NO = {"nei", "n", "no", "nei takk", "no thanks"}
@@ -181,12 +191,13 @@ class ScreeningFlow:
         return isinstance(event, Text) and risk_text.judge(event.text).risk
 
     def choice_rows(self, question: Question, lang: str) -> tuple[tuple[Option, ...], ...]:
-        """A question's answer buttons, one per row, numbered (made once per language)."""
+        """A question's answer buttons, one per row, marked 1, 2, 3 (or A, B, C where the
+        answers are numbers themselves), made once per language."""
         key = (question.id, lang)
         rows = self._choice_rows.get(key)
         if rows is None:
             rows = self._choice_rows[key] = tuple(
-                (Option(f"{n}. {choice.label(lang)}", f"a:{question.id}:{choice.value}"),)
+                (Option(f"{question.marker(n)}. {choice.label(lang)}", f"a:{question.id}:{choice.value}"),)
                 for n, choice in enumerate(question.choices, start=1)
             )
         return rows
@@ -362,8 +373,9 @@ class _Turn:
 
     def consent(self, event: Event) -> None:
         choice = _yes_no(event, "consent")
-        if choice is None:
-            self.prompt()
+        if choice is None:  # a short hint, not the whole welcome again
+            self.say(t("reprompt_consent", self.lang), prompt=True)
+            self.options = self.consent_buttons()
         elif choice:
             self.s.state = "age"
             self.s.started_at = self.ctx.now
@@ -427,8 +439,12 @@ class _Turn:
             if choice is None:
                 if any(isinstance(a, Note) for a in self.actions):
                     self.say(t("message_kept_waiting", lang))  # what they wrote is kept, not an answer
+                elif _personal(raw):
+                    self.actions.append(Note(text=raw[:4000]))  # kept, encrypted, for the therapist
+                    self.say(t("personal_text_kept", lang))
                 elif not self.parts:
-                    self.say(t("reprompt_choice", lang), prompt=True)
+                    key = "reprompt_choice_lettered" if question.lettered else "reprompt_choice"
+                    self.say(t(key, lang), prompt=True)
                 self.prompt()
                 return None
             return choice.value
@@ -677,20 +693,35 @@ class _Turn:
         self.say(self.summary(assessment), next_step, t("self_help", lang), messages.crisis(lang))
 
     def summary(self, assessment: Assessment) -> str:
-        lang = self.lang
+        """What they told us, in plain words: scores as bands (no diagnosis), risk answers
+        gently, and how and when we will make contact."""
+        lang, answers, script = self.lang, self.s.answers, self.flow.script
         lines = [t("done_intro", lang)]
         for instrument_id in ("phq9", "gad7", "auditc"):
             if instrument_id not in assessment.scores:
                 continue
-            instrument = self.flow.script.instruments[instrument_id]
+            instrument = script.instruments[instrument_id]
             total = assessment.scores[instrument_id]
             band = instrument.band(total).label[lang].lower()
             what = t(f"summary_{instrument_id}", lang)
             lines.append(
                 t("summary_score", lang, what=what, band=band, total=total, max=instrument.max_score)
             )
-        if self.s.alerted.hands_over_at_once:
+        told = [t(f"summary_flag_{flag}", lang) for flag in assessment.flags if flag in SUMMARY_FLAGS]
+        if told:
+            lines.append(t("summary_risk_told", lang, what=_join(told, lang)))
+        elif self.s.alerted.hands_over_at_once:
             lines.append(t("summary_risk", lang))
+        mode = script.question("contact_mode").choice_for_value(answers.get("contact_mode"))
+        if mode is not None and answers.get("contact_mode") != NO_CONTACT:
+            how = mode.label(lang).lower()
+            when = script.question(CONTACT_TIMES).choice_for_value(answers.get(CONTACT_TIMES))
+            if when is not None:
+                how += f", {when.label(lang)[0].lower()}{when.label(lang)[1:]}"
+            phone = str(answers.get("contact_phone") or "")
+            if phone:
+                how += ", " + t("summary_phone", lang, last=phone[-3:])
+            lines.append(t("summary_contact", lang, how=how))
         lines.append(t("summary_not_diagnosis", lang))
         return "\n".join(lines)
 
@@ -707,10 +738,7 @@ class _Turn:
             self.say(
                 t("welcome", lang, retention_days=self.ctx.retention_days), messages.crisis(lang), prompt=True
             )
-            self.options = (
-                (Option(t("consent_yes", lang), "consent:yes"),),
-                (Option(t("consent_no", lang), "consent:no"),),
-            )
+            self.options = self.consent_buttons()
         elif state == "age":
             self.say(t("age_question", lang, min_age=self.ctx.min_age), prompt=True)
             self.options = ((Option(t("yes", lang), "age:yes"), Option(t("no", lang), "age:no")),)
@@ -720,19 +748,34 @@ class _Turn:
         else:
             self.ask(self.flow.script.question(state), progress)
 
+    def consent_buttons(self) -> tuple[tuple[Option, ...], ...]:
+        return (
+            (Option(t("consent_yes", self.lang), "consent:yes"),),
+            (Option(t("consent_no", self.lang), "consent:no"),),
+        )
+
     def ask(self, question: Question, progress: bool) -> None:
-        lang = self.lang
-        section_no, section_count, index, count = self.flow.script.position(question.id)
-        section = self.flow.script.sections[section_no - 1]
+        """A question with its progress over the whole screening; a section's intro, an
+        instrument's lead-in and the ways out come with the section's first question only."""
+        lang, script = self.lang, self.flow.script
+        section = script.sections[script.position(question.id)[0] - 1]
+        first_in_section = not any(
+            q.id in self.s.answers or script.should_ask(q, self.s.answers)
+            for q in section.questions[: section.questions.index(question)]
+        )
         lines = []
-        if progress and index == 1 and section.intro:
+        if progress and first_in_section and section.intro:
             lines.append(section.intro[lang])
         if progress:
+            index, count = script.progress(question.id, self.s.answers)
             lines.append(t("progress", lang, section=section.title[lang], index=index, count=count))
-        if question.stem:
+        if question.stem and first_in_section:
             lines.append(question.stem[lang])
         lines.append(question.prompt(lang))
-        lines.append(t("ways_out", lang))
+        if question.id == CONTACT_TIMES:
+            lines.append(t("contact_hours", lang, open=self.ctx.opening[0], close=self.ctx.opening[1]))
+        if first_in_section:
+            lines.append(t("ways_out", lang))
         self.say("\n\n".join(lines), prompt=True)
         rows = list(self.flow.choice_rows(question, lang))
         if question.optional:
@@ -740,6 +783,19 @@ class _Turn:
         if self.flow.has_previous(question.id, self.s.answers):
             rows.append((Option(t("back", lang), "back"),))
         self.options = tuple(rows)
+
+
+def _personal(text: str) -> bool:
+    """Whether a text where a button was expected reads as something the person wants to
+    tell, not a mistyped answer: it is then kept for the therapist and acknowledged."""
+    return len(text) > 40 or len(text.split()) >= 6
+
+
+def _join(items: list[str], lang: str) -> str:
+    """ "a, b og c" / "a, b and c"."""
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {'og' if lang == 'nb' else 'and'} {items[-1]}"
 
 
 def _reasons(judged: RiskJudgement) -> tuple[str, ...]:

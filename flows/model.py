@@ -58,6 +58,7 @@ class Context:
     with_therapist: bool = False  # a therapist holds the case: free text goes to them
     handed_over: bool = False  # the team has the case (a card exists): free text is kept for them
     first_aid_given: bool = False  # the adapter already sent ScreeningFlow.first_aid for this text
+    opening: tuple[str, str] = ("08:00", "15:30")  # the team's earliest opening, latest closing
 
 
 # --- actions: what the adapter must do ------------------------------------------------------

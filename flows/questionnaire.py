@@ -225,14 +225,23 @@ class Question:
         """The choice a stored answer stands for (for showing answers back)."""
         return self._lookup.by_value.get(value) if _is_int(value) else None
 
+    @property
+    def lettered(self) -> bool:
+        """Whether the answers are marked A, B, C instead of 1, 2, 3: where the labels are
+        themselves numbers (AUDIT-C item 2: "1–2", "3–4"), a typed number must mean one thing."""
+        return any(ch.isdigit() for choice in self.choices for text in choice.text.values() for ch in text)
+
+    def marker(self, position: int) -> str:
+        """What stands before the answer at ``position`` (1-based): "1" or "A"."""
+        return chr(ord("A") + position - 1) if self.lettered else str(position)
+
     def choice_for(self, raw: str, lang: Lang) -> Choice | None:
         """The choice someone typed: a label in either language (ignoring case, spacing and
-        punctuation, and tolerating a keyboard without æøå) or the number shown before it
-        (1-based). None if it matches nothing, or is ambiguous.
+        punctuation, and tolerating a keyboard without æøå) or the marker shown before it.
+        None if it matches nothing, or is ambiguous.
 
-        A bare number is ambiguous when the labels are themselves numbers (AUDIT-C item 2:
-        "3" could be button 3, "5–6", or three drinks, "3–4"); then it counts only if both
-        readings agree, or if it is no button number and falls in exactly one label's range.
+        Where the labels are numbers (``lettered``), the answers are marked with letters and
+        a typed number means what it says: "2" drinks is "1–2", never the second answer.
         """
         if self.kind != "choice" or not isinstance(raw, str):
             return None
@@ -242,6 +251,8 @@ class Question:
         lookup = self._lookup
         if key in lookup.exact:
             return lookup.exact[key]
+        if self.lettered and len(key) == 1 and "a" <= key <= chr(ord("a") + len(self.choices) - 1):
+            return self.choices[ord(key) - ord("a")]
         folded = _fold(key)
         if folded in lookup.folded:
             return lookup.folded[folded]
@@ -250,6 +261,9 @@ class Question:
         if not (key.isascii() and key.isdigit()) or len(key) > 6 or _NEGATIVE.match(raw):
             return None
         number = int(key)
+        if self.lettered:
+            covering = [c for lo, hi, c in lookup.ranges if lo <= number and (hi is None or number <= hi)]
+            return covering[0] if len({c.value for c in covering}) == 1 else None
         by_position = self.choices[number - 1] if 1 <= number <= len(self.choices) else None
         in_range = {
             c.value: c for low, high, c in lookup.ranges if low <= number and (high is None or number <= high)
@@ -374,6 +388,17 @@ class Script:
         totals = {i: inst.total(answers) for i, inst in self.instruments.items()}
         return {i: t for i, t in totals.items() if t is not None}
 
+    def progress(self, id: str, answers: Mapping[str, Any]) -> tuple[int, int]:
+        """(this question's number, questions in all) over the whole screening, counting only
+        the questions this person is asked given the answers so far (a skipped follow-up is
+        not counted, and is counted once an answer brings it in)."""
+        scores = self.scores(answers)
+        asked = [q.id for q in self.questions if q.ask_if is None or q.ask_if.holds(answers, scores)]
+        if id not in asked:
+            asked.append(id)  # asked now, whatever its condition says of the answers so far
+            asked.sort(key=lambda q: self._index[q])
+        return asked.index(id) + 1, len(asked)
+
     def should_ask(self, question: Question | str, answers: Mapping[str, Any]) -> bool:
         """Whether ``question`` is asked given the answers so far (its ``ask_if``)."""
         if isinstance(question, str):
@@ -396,7 +421,12 @@ def parse_texts(data: Any, where: str) -> Mapping[str, str]:
     return MappingProxyType({lang: text.strip() for lang, text in texts.items()})
 
 
-def _choices(data: Iterable[Mapping[str, Any]], where: str) -> tuple[Choice, ...]:
+def _choices(
+    data: Iterable[Mapping[str, Any]], where: str, *, lowest_first: bool = True
+) -> tuple[Choice, ...]:
+    """A question's choices, checked: integer values, unique, and lowest first unless the
+    question lists them in an order of its own (``listed = true``: an answer added later keeps
+    its stored value, as "Pensjonist" before "Annet" in the work question)."""
     choices = tuple(
         Choice(value=c["value"], text=parse_texts(c, f"{where} choice {c.get('value')!r}")) for c in data
     )
@@ -405,7 +435,7 @@ def _choices(data: Iterable[Mapping[str, Any]], where: str) -> tuple[Choice, ...
         raise ValueError(f"{where}: a choice question needs at least two choices")
     if not all(_is_int(v) for v in values):
         raise ValueError(f"{where}: choice values must be integers: {values}")
-    if values != sorted(set(values)):
+    if len(set(values)) != len(values) or (lowest_first and values != sorted(values)):
         raise ValueError(f"{where}: choice values must be unique, lowest first: {values}")
     return choices
 
@@ -518,7 +548,7 @@ def build_script(screening: Mapping[str, Any], instruments: Mapping[str, Mapping
                     raise ValueError(f"{qid}: unknown choice set {raw_choices!r}")
                 raw_choices = choice_sets[raw_choices]
             if kind == "choice":
-                choices = _choices(raw_choices, qid)
+                choices = _choices(raw_choices, qid, lowest_first=not q.get("listed", False))
             elif raw_choices:
                 raise ValueError(f"{qid}: a {kind} question has no choices")
             else:

@@ -46,6 +46,16 @@ class OpeningHours:
             windows += [Window(day, start, end) for day in range(lo, hi + 1)]
         return cls(tuple(sorted(windows, key=lambda w: (w.weekday, w.start))))
 
+    def span(self) -> tuple[str, str]:
+        """The earliest opening and the latest closing ("08:00", "15:30"), for telling
+        citizens when the team can call."""
+        if not self.windows:
+            return ("08:00", "15:30")
+        return (
+            min(w.start for w in self.windows).strftime("%H:%M"),
+            max(w.end for w in self.windows).strftime("%H:%M"),
+        )
+
     def is_open(self, local_now: datetime) -> bool:
         return any(
             w.weekday == local_now.weekday() and w.start <= local_now.time() < w.end for w in self.windows
