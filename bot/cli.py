@@ -167,14 +167,13 @@ def diagram(args: argparse.Namespace) -> int:
 
 
 def risk_check(args: argparse.Namespace) -> int:
-    from flows.risk_text import detect
+    """One JSON object per stdin line: risk, category, action, acute, about (flows.risk_text.judge)."""
+    from flows.risk_text import judge
 
     for line in sys.stdin:
-        message = line.rstrip("\n")
-        hit = detect(message)
-        verdict = {"risk": hit is not None, "category": hit.category if hit else None}
-        if hit:
-            verdict |= {"kind": hit.kind, "lang": hit.lang}
+        j = judge(line.rstrip("\n"))
+        verdict = {"risk": j.risk, "category": j.category, "action": j.action}
+        verdict |= {"acute": j.acute, "about": j.about}
         print(json.dumps(verdict, ensure_ascii=False), flush=True)
     return 0
 

@@ -1,13 +1,14 @@
-"""A learned second stage for the free-text risk detector.
+"""The learned stage of the risk detector: linear heads over what a message is about.
 
-The phrase list (``risk_text``) finds what it was written for and little else: on fresh
-messages written as scenes ("sitter i bilen i garasjen med slangen fra eksosen") it found
-about half (eval/README.md). This stage is a logistic regression over word and character
-n-grams of the normalised text, trained by ``eval/train_risk_model.py`` on the synthetic
-evaluation set and stored as plain weights in ``flows/data/risk_model.json``. It only ever
-adds alerts: ``risk_text.detect`` asks it when no phrase matched, and a score at or above the
-stored threshold counts as a possible risk (category ``possible``). No numpy at run time:
-scoring a message is a few hundred dictionary look-ups.
+``eval/train_risk_judge.py`` (scikit-learn, development only) fits logistic regressions over
+the features of ``flows/risk_features.py`` (concepts, concept pairs, composite facts, lemma
+uni- and bigrams) and stores their weights as plain JSON in ``flows/data/risk_model.json``.
+Here they are scored with dictionary look-ups: no numpy at run time, a few hundred
+look-ups per window.
+
+Heads: ``action`` (none / ask / alert), ``acute`` (an act under way), ``about`` (other vs
+self) and ``category`` (suicide / self_harm / harm_others / crisis). The decision thresholds
+chosen by cross-validation are stored with the weights.
 """
 
 from __future__ import annotations
@@ -16,57 +17,58 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 MODEL_FILE = Path(__file__).resolve().parent / "data" / "risk_model.json"
 
-CHAR_GRAMS = (3, 4, 5)
 
+@dataclass(frozen=True)
+class Head:
+    """A softmax (or, with one score, logistic) regression over sparse binary features."""
 
-def features(normalised: str) -> set[str]:
-    """Word unigrams and bigrams, and character 3-5-grams inside each word (with its
-    edges), of text already passed through ``risk_text.normalise``."""
-    words = normalised.split()
-    out = {f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)}
-    for w in words:
-        out.update(_word_features(w))
-    return out
+    classes: tuple[str, ...]
+    bias: tuple[float, ...]
+    weights: dict[str, tuple[float, ...]]
 
-
-@lru_cache(maxsize=65536)
-def _word_features(word: str) -> tuple[str, ...]:
-    padded = f" {word} "
-    grams = [f"c:{padded[i : i + n]}" for n in CHAR_GRAMS for i in range(len(padded) - n + 1)]
-    return (f"w:{word}", *grams)
+    def probabilities(self, feats: Iterable[str]) -> dict[str, float]:
+        z = list(self.bias)
+        get = self.weights.get
+        for f in feats:
+            w = get(f)
+            if w is not None:
+                for i, v in enumerate(w):
+                    z[i] += v
+        if len(z) == 1:  # binary: the score of the second class
+            p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z[0]))))
+            return {self.classes[0]: 1.0 - p, self.classes[1]: p}
+        top = max(z)
+        exps = [math.exp(v - top) for v in z]
+        total = sum(exps)
+        return {c: e / total for c, e in zip(self.classes, exps, strict=True)}
 
 
 @dataclass(frozen=True)
 class RiskModel:
-    weights: dict[str, float]
-    bias: float
-    threshold: float
+    heads: dict[str, Head]
+    thresholds: dict[str, float]
 
-    def score(self, feats: Iterable[str]) -> float:
-        """The model's probability that a message with these features shows risk."""
-        z = self.bias + sum(self.weights.get(f, 0.0) for f in feats)
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+def from_json(data: dict) -> RiskModel:  # type: ignore[type-arg]
+    heads = {
+        name: Head(
+            tuple(h["classes"]),
+            tuple(float(b) for b in h["bias"]),
+            {f: tuple(float(v) for v in w) for f, w in h["weights"].items()},
+        )
+        for name, h in data["heads"].items()
+    }
+    return RiskModel(heads, {k: float(v) for k, v in data["thresholds"].items()})
 
 
 @cache
 def model() -> RiskModel | None:
-    """The stored model, or None when there is none (the phrases then work alone)."""
+    """The stored model, or None when there is none (then only the rules answer)."""
     if not MODEL_FILE.exists():
         return None
-    data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
-    return RiskModel(dict(data["weights"]), float(data["bias"]), float(data["threshold"]))
-
-
-def score(normalised: str) -> float | None:
-    m = model()
-    return None if m is None else m.score(features(normalised))
-
-
-def flags(normalised: str) -> bool:
-    m = model()
-    return m is not None and m.score(features(normalised)) >= m.threshold
+    return from_json(json.loads(MODEL_FILE.read_text(encoding="utf-8")))
