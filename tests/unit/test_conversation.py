@@ -291,17 +291,19 @@ def test_emoji_and_very_long_text(flow):
     assert chat2.session.answers["important"] == "Å få sove"
 
 
-def test_progress_and_ways_out_on_every_question(flow):
+def test_progress_on_every_question_and_the_ways_out_at_each_section(flow):
     chat = Chat(flow)
     chat.start_screening()
-    seen = 0
+    seen, sections = 0, set()
     while flow.is_question(chat.session.state):
         question = flow.script.question(chat.session.state)
         assert "Spørsmål" in chat.said and "av" in chat.said
-        assert "/krise" in chat.said and "/stop" in chat.said and "/slett" in chat.said
+        if question.section not in sections:
+            assert "/krise" in chat.said and "/stop" in chat.said and "/slett" in chat.said
+            sections.add(question.section)
         chat.answer(lowest(question))
         seen += 1
-    assert seen > 25
+    assert seen > 25 and len(sections) > 4
 
 
 def test_options_are_in_the_instruments_order_lowest_first(flow):
@@ -409,7 +411,7 @@ def test_free_text_risk_in_a_choice_question_alerts_and_reprompts(flow):
     chat.start_screening()
     while chat.session.state != "phq9_3":
         chat.answer(0)
-    actions = chat.send(Text("jeg orker ikke mer"))
+    actions = chat.send(Text("jeg vil ta livet mitt"))
     assert isinstance(actions[0], Say) and actions[0].urgent
     assert "113" in chat.said
     assert chat.alerts[-1].priority == Priority.URGENT
@@ -429,7 +431,7 @@ def test_after_first_aid_the_reply_tells_who_is_coming_without_repeating_the_num
     chat = Chat(flow, ctx=given)
     chat.start_screening()
     asked = chat.session.state
-    actions = chat.send(Text("jeg orker ikke mer"))
+    actions = chat.send(Text("jeg vil ta livet mitt"))
     assert isinstance(actions[0], Say) and actions[0].urgent
     assert messages.text("alert_on_duty", "nb") in chat.said
     assert "113" not in chat.said and messages.text("risk_text", "nb") not in chat.said

@@ -137,7 +137,7 @@ async def test_an_update_is_decided_from_the_case_this_process_stored_without_a_
         "risk_selfharm": 0,
         "risk_others": 0,
     }
-    assert "Spørsmål 1 av 10" in messenger.to(21)[-1]  # PHQ-9 begins
+    assert "Humør · Spørsmål 5 av" in messenger.to(21)[-1]  # PHQ-9 begins
 
 
 async def test_text_after_a_claim_reaches_the_therapist_though_the_copy_predates_the_claim(
@@ -174,7 +174,7 @@ async def test_an_update_between_on_another_instance_is_decided_again_from_the_s
     assert stored_answers(repo, 23) == {
         "risk_thoughts": 0, "risk_attempt": 1, "risk_selfharm": 0, "risk_others": 0, "phq9_1": 2,
     }  # fmt: skip
-    assert "Spørsmål 2 av 10" in messenger.to(23)[-1]
+    assert "Spørsmål 6 av" in messenger.to(23)[-1]
     assert not apologies(messenger, 23)
     assert one.citizens.remembered.refusals == 1 and one.citizens.remembered.get(23) is None
 
