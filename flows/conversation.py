@@ -788,7 +788,8 @@ class _Turn:
 def _personal(text: str) -> bool:
     """Whether a text where a button was expected reads as something the person wants to
     tell, not a mistyped answer: it is then kept for the therapist and acknowledged."""
-    return len(text) > 40 or len(text.split()) >= 6
+    words = [word for word in text.split() if any(ch.isalpha() for ch in word)]
+    return len(words) >= 6 or sum(ch.isalpha() for ch in text) > 40
 
 
 def _join(items: list[str], lang: str) -> str:

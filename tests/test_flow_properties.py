@@ -64,7 +64,7 @@ from flows.model import (
     Unsupported,
 )
 from flows.questionnaire import LANGS, Question, load_script
-from flows.risk_text import detect
+from flows.risk_text import NO_RISK, judge
 from storage import Cipher, SqlRepository, set_cipher
 from tests.unit.test_citizens import RecordingMessenger
 
@@ -215,9 +215,9 @@ def says(reply: Reply) -> list[Say]:
 
 
 def the_say(reply: Reply) -> Say:
+    """The reply's message to the citizen (its first, where a crisis reply comes first)."""
     found = says(reply)
-    assert len(found) == 1, f"expected exactly one message to the citizen, got {found}"
-    assert found[0].text.strip()
+    assert found, "the citizen is never left without an answer"
     return found[0]
 
 
@@ -230,42 +230,68 @@ def is_question(state: str) -> bool:
     return FLOW.is_question(state)
 
 
+def questionnaire_buttons(say: Say) -> list[str]:
+    return [o.data for row in say.options for o in row if o.data.startswith("a:")]
+
+
+CALL_113_NOW = {"nb": "Ring 113 nå.", "en": "Call 113 now."}
+
+
 def check_reply(before: Session, event: Event, ctx: Context, reply: Reply) -> None:
     """Everything that must hold of one event's reply."""
     after = reply.session
     lang = before.lang
     alerts = [a for a in reply.actions if isinstance(a, Alert)]
-    hit = detect(event.text) if isinstance(event, Text) else None
+    judged = judge(event.text) if isinstance(event, Text) else NO_RISK
+    sent = says(reply)
 
-    # The citizen is never left without an answer, and gets one message per event. The one
-    # exception: a message relayed to the therapist holding the case (they answer; the bot
-    # only speaks up if the message shows risk).
+    # A message relayed to the therapist holding the case: they answer; the bot only speaks
+    # up when the message calls for an alert (a possible signal is marked for them to read).
     if relayed(ctx, event):
         notes = [a for a in reply.actions if isinstance(a, Note)]
         assert len(notes) == 1
         assert notes[0].text == (event.text if isinstance(event, Text) else "")
-        assert len(says(reply)) == (0 if hit is None else 1)
+        assert len(sent) == (1 if judged.action == "alert" else 0)
         assert after.to_dict() == {**before.to_dict(), "alerted": int(after.alerted)}
-        if hit is None:
+        if not judged.risk:
             assert reply.actions == tuple(notes)
+        if not sent:
             return
-    say = the_say(reply)
 
-    # the free-text risk detector runs on every text, in every state
+    # One message per event; or, when something must be said at once, a crisis reply and
+    # then the question in a message of its own.
+    assert 1 <= len(sent) <= 2, f"expected one message (or a crisis reply and a question), got {sent}"
+    assert all(say.text.strip() for say in sent)
+    if len(sent) == 2:
+        assert sent[0].urgent and not sent[1].urgent
+    say = sent[0]
+
+    # the free-text risk detector runs on every text, in every state, and the reply fits it
     flagged = [a for a in reply.actions if isinstance(a, RiskText)]
-    if hit is None:
+    if not judged.risk:
         assert not flagged
     else:
-        assert flagged == [RiskText(hit.category)]
+        assert len(flagged) == 1
+    if judged.action == "alert":
         assert reply.actions[0] is say and say.urgent, "the crisis reply must go first"
         assert "113" in say.text
-        assert any(a.priority == Priority.URGENT for a in alerts)
-        assert after.alerted == Priority.URGENT
+        assert after.alerted >= (Priority.ACUTE if judged.acute else Priority.URGENT)
+    if judged.acute and not relayed(ctx, event):
+        assert say.text.startswith(CALL_113_NOW[lang]), "an act under way: call 113 now, first"
+        assert after.holding in ("safe_now", "resume"), "the questionnaire waits"
+    if judged.action == "ask" and not relayed(ctx, event) and before.alerted < Priority.URGENT:
+        assert after.holding == "ask" and messages.text("ask_direct", lang) in say.text
+        assert not any(a.priority > before.alerted for a in alerts), "asking is no handover yet"
 
-    # /crisis: the numbers, at once, and nothing else changes
+    # while a crisis step waits, no questionnaire question is sent
+    if after.holding is not None:
+        assert not any(questionnaire_buttons(message) for message in sent)
+
+    # /crisis: the numbers and a way to a therapist, at once, and nothing else changes
     if isinstance(event, Command) and event.name == "crisis":
         assert reply.actions == (say,) and say.urgent
         assert "113" in say.text and "116 117" in say.text
+        assert [o.data for row in say.options for o in row] == ["crisis:talk"]
         assert after.to_dict() == before.to_dict()
 
     if reply.forget:
@@ -276,17 +302,22 @@ def check_reply(before: Session, event: Event, ctx: Context, reply: Reply) -> No
         assert after.alerted >= before.alerted, "the routing never goes down"
         assert all(a.priority == after.alerted for a in alerts)
 
-    # any escalation to a human tells the citizen the numbers first
+    # any escalation to a human tells the citizen the numbers first (the /krise button's
+    # reply stands under the numbers it was pressed on)
     if any(a.priority.hands_over_at_once and a.priority > before.alerted for a in alerts):
-        assert reply.actions[0] is say and say.urgent and "113" in say.text
+        assert reply.actions[0] is say and say.urgent
+        assert "113" in say.text or event == Button("crisis:talk")
 
-    # a question is never asked without the ways out
-    exempt = relayed(ctx, event) or (
-        isinstance(event, Command) and event.name in ("crisis", "stop", "delete")
-    )
-    if is_question(after.state) and not exempt:
-        assert messages.text("ways_out", lang) in say.text
-        assert "/krise" in say.text or "/crisis" in say.text
+    # a question always says how far the citizen has come, and the first of each section
+    # names the ways out (they are in Telegram's command menu all the time)
+    for message in sent:
+        if questionnaire_buttons(message):
+            assert "Spørsmål" in message.text or "Question" in message.text
+            qid = questionnaire_buttons(message)[0].split(":")[1]
+            section = SCRIPT.section(QUESTIONS[qid].section)
+            earlier = section.questions[: section.questions.index(QUESTIONS[qid])]
+            if not any(q.id in after.answers or SCRIPT.should_ask(q, after.answers) for q in earlier):
+                assert messages.text("ways_out", lang) in message.text
 
 
 def check_session(s: Session) -> None:
@@ -447,7 +478,7 @@ class ConversationMachine(RuleBasedStateMachine):
         choice = question.choices[pick % len(question.choices)]
         typed = _random_case(choice.label(lang), flips)
         reply = self.send(Text(typed))
-        if detect(typed) is None and not self.ctx.with_therapist:
+        if not judge(typed).risk and not self.ctx.with_therapist and self.session.holding is None:
             assert reply.session.answers.get(question.id) == choice.value
 
     @rule(button=random_buttons)
@@ -460,7 +491,7 @@ class ConversationMachine(RuleBasedStateMachine):
 
     @rule(text=risk_texts)
     def type_risk_phrase(self, text: str) -> None:
-        assert detect(text) is not None, f"risk phrase not detected: {text!r}"
+        assert judge(text).risk, f"risk phrase not detected: {text!r}"
         self.send(Text(text))  # check_reply holds it to the crisis reply and the alert
 
     @rule(command=commands)
@@ -528,7 +559,7 @@ def test_typed_number_that_int_cannot_read_reprompts(typed: str) -> None:
     ],
 )
 def test_risk_after_a_sentence_boundary_is_not_hidden_by_an_exclude(text: str) -> None:
-    assert detect(text) is not None
+    assert judge(text).risk
 
 
 # --- 2. the citizen service over a real SQLite file ------------------------------------------
@@ -639,7 +670,7 @@ class CitizenMachine(RuleBasedStateMachine):
         else:
             assert stored == self.model.to_dict()
 
-        if isinstance(event, Text) and detect(event.text) is not None:
+        if isinstance(event, Text) and judge(event.text).action == "alert":
             assert any("113" in text for text in to_citizen)
             card = any(chat == THERAPISTS for chat, _, _ in new) or len(self.messenger.edits) > edits
             warned = any(failed_handoff in text for text in to_citizen)
