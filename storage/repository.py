@@ -101,7 +101,7 @@ DIRECTIONS = (CITIZEN_TO_THERAPIST, THERAPIST_TO_CITIZEN)
 
 #: a case with at least this priority goes to the therapists (Priority.ROUTINE)
 HANDOFF_PRIORITY = 2
-MAX_PRIORITY = 4
+MAX_PRIORITY = 5  # flows.model.Priority.ACUTE
 
 # unambiguous when read aloud or copied by hand: no 0/O, no 1/I
 _LABEL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

@@ -133,6 +133,8 @@ class Citizen:
         return None
 
     async def answer(self, value: int | str) -> SentMessage:
+        if isinstance(value, int):  # a crisis reply may come first: wait for its question
+            await self.standin.wait_for(lambda s: self.current_question() is not None, timeout=10)
         question = self.current_question()
         if isinstance(value, int) and question and f"a:{question}:{value}" in self.last().callback_data:
             return await self.press(f"a:{question}:{value}")
