@@ -812,7 +812,9 @@ def _risk_label(judged: RiskJudgement) -> str | None:
         return None
     if judged.acute:
         return "akutt"
-    return "om en annen" if judged.about == "other" else judged.category or "mulig"
+    if judged.about == "other":
+        return "om en annen"
+    return "mulig signal" if judged.action == "ask" else judged.category or "mulig signal"
 
 
 def _yes_no(event: Event, prefix: str) -> bool | None:

@@ -123,6 +123,15 @@ class Citizen:
         assert message is not None
         return message
 
+    async def settle(self, quiet: float = 0.3) -> SentMessage:
+        """The last message once the bot has stopped sending for ``quiet`` seconds (a crisis
+        reply is followed by its question in a message of its own)."""
+        seen = -1
+        while seen != self.seen:
+            seen = self.seen
+            await asyncio.sleep(quiet)
+        return self.last()
+
     def current_question(self) -> str | None:
         """The question id on the last message's answer buttons (``a:<id>:<value>``)."""
         for data in self.last().callback_data:

@@ -37,7 +37,9 @@ async def answer_until_done(citizen: Citizen, choose, *, stop_at: str | None = N
     for _ in range(80):
         message = citizen.last()
         if "Spørsmål" not in message.content and "Question" not in message.content:
-            return answers
+            message = await citizen.settle()  # a crisis reply: its question follows
+            if "Spørsmål" not in message.content and "Question" not in message.content:
+                return answers
         question = citizen.current_question()
         if stop_at and question == stop_at:
             return answers
@@ -135,6 +137,7 @@ async def test_restart_even_sigkill_resumes_at_the_same_question(bot, standin):
     await citizen.begin()
     for value in (0, 0, 0, 0, 1):
         await citizen.answer(value)
+    await citizen.settle()
     question = citizen.current_question()
     assert question == "phq9_2"
     await bot.stop(signal.SIGKILL)
@@ -143,7 +146,7 @@ async def test_restart_even_sigkill_resumes_at_the_same_question(bot, standin):
     assert citizen.current_question() == "phq9_2"
     await citizen.answer(2)
     assert citizen.current_question() == "phq9_3"
-    assert "Spørsmål 3 av" in citizen.last().content and reply
+    assert "Spørsmål 7 av" in citizen.last().content and reply
 
 
 async def test_sigterm_stops_cleanly(bot, standin):

@@ -274,10 +274,17 @@ async def test_risk_during_relay_is_highlighted_and_the_case_marked_urgent(runni
     kari = Therapist(standin, KARI, "Kari")
     citizen, card = await flagged_citizen(standin, 7903)
     await kari.press(card, card.callback_data[0])
-    reply = await citizen.say("jeg orker ikke mer")
+    # a possible signal is marked for the therapist, who asks in their own words
+    before = citizen.seen
+    standin.user_message(citizen.user_id, "jeg orker ikke mer")
+    signal = await standin.wait_for_message(KARI, contains="mulig signal")
+    assert "jeg orker ikke mer" in signal.content
+    assert citizen.seen == before, "the bot does not step in between them"
+    # an explicit statement gets the numbers at once and the case goes to urgent
+    reply = await citizen.say("jeg vil ta livet mitt")
     assert "113" in reply.content
-    highlighted = await standin.wait_for_message(KARI, contains="RISIKO")
-    assert "jeg orker ikke mer" in highlighted.content
+    highlighted = await standin.wait_for_message(KARI, contains="RISIKO (suicide)")
+    assert "jeg vil ta livet mitt" in highlighted.content
     await standin.wait_for(lambda s: cards(s)[-1].content.startswith("🔴 HASTER"))
 
 

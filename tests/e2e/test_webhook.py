@@ -123,7 +123,8 @@ async def test_two_processes_on_one_postgresql_stay_correct(webhook_bots, standi
 
     async def say(bot: WebhookBot, text: str | None = None, press: str | None = None) -> None:
         before = len(standin.messages_to(citizen))
-        if press:
+        if press:  # a crisis reply comes before its question: wait for the button
+            await standin.wait_for(lambda s: press in s.last_message_to(citizen).callback_data, timeout=10)
             standin.press(citizen, standin.last_message_to(citizen), press)
         else:
             standin.user_message(citizen, text or "")
@@ -135,7 +136,7 @@ async def test_two_processes_on_one_postgresql_stay_correct(webhook_bots, standi
     await say(one, press="age:yes")
     await say(two, press="a:risk_thoughts:1")
     await say(one, press="a:risk_plans:1")
-    assert "Spørsmål 3 av" in standin.last_message_to(citizen).content
+    await standin.wait_for(lambda s: "Spørsmål 3 av" in s.last_message_to(citizen).content, timeout=10)
     card = await standin.wait_for_message(THERAPIST_CHAT, contains="HASTER", timeout=10)
 
     # two therapists press claim at the same moment, on different processes: one winner
@@ -164,7 +165,10 @@ async def test_escalation_timer_fires_once_across_two_processes(webhook_bots, st
         before = len(standin.messages_to(citizen))
         if step.startswith("/"):
             standin.user_message(citizen, step)
-        else:
+        else:  # a crisis reply comes before its question: wait for the button
+            await standin.wait_for(
+                lambda s, b=step: b in s.last_message_to(citizen).callback_data, timeout=10
+            )
             standin.press(citizen, standin.last_message_to(citizen), step)
         assert await bot.deliver(take(standin)) == 200
         await standin.wait_for(lambda s, b=before: len(s.messages_to(citizen)) > b, timeout=10)
