@@ -4,6 +4,8 @@ in-process end-to-end tests (which inject a clock)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +17,8 @@ from bot.config import Settings
 from bot.outbox import Outbox
 from bot.telegram import TelegramHandlers, build_application
 from bot.wiring import Services, build_services
+
+log = logging.getLogger(__name__)
 
 SHUTDOWN_DELIVERY_SECONDS = 5.0  # how long queued messages may still leave after SIGTERM
 
@@ -28,15 +32,27 @@ def create_app(
     rate_limits: bool = True,
     database_ready: bool = True,
     housekeeping: bool = False,
+    own_signals: bool = False,
 ) -> tuple[Application, Services]:
     """The PTB application with every handler installed, and the services behind it.
     With ``escalation_interval`` None no background escalation loop runs (tests tick it).
     ``database_ready`` False starts a background retry of the schema check;
-    ``housekeeping`` runs the daily retention purge."""
+    ``housekeeping`` runs the daily retention purge; ``own_signals`` makes SIGTERM and SIGINT
+    stop the bot within seconds however much is queued (run it with ``stop_signals=None``)."""
     background: list[asyncio.Task] = []
+
+    async def stop_soon() -> None:
+        # PTB's stop waits for every fetched update to be handled, and each waits for its
+        # reply to leave at Telegram's pace: the outbox stops first, so they end at once
+        await outbox.stop(timeout=SHUTDOWN_DELIVERY_SECONDS)
+        app.stop_running()
 
     async def on_start(app: Application) -> None:
         await outbox.start()
+        if own_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, lambda: background.append(asyncio.ensure_future(stop_soon())))
         if escalation_interval is not None:
             background.append(asyncio.create_task(services.escalator.run_forever(escalation_interval)))
         if not database_ready:
@@ -48,8 +64,10 @@ def create_app(
     async def on_stop(app: Application) -> None:
         for task in background:
             task.cancel()
-        # what has not left by then is dropped and logged as a count: SIGTERM ends within 10 s
+        # what has not left by then is dropped and logged as a count
         await outbox.stop(timeout=SHUTDOWN_DELIVERY_SECONDS)
+        if outbox.not_sent_at_shutdown:
+            log.warning("stopped with %d message(s) undelivered", outbox.not_sent_at_shutdown)
 
     app = build_application(
         settings.telegram_bot_token, settings.telegram_api_base_url, on_start=on_start, on_stop=on_stop

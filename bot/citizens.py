@@ -25,7 +25,7 @@ from flows.model import Alert, Command, Context, Event, Forget, Note, Priority, 
 from flows.mydata import as_document, needs_document, render_copy
 from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
-from handoff.ports import Messenger, RecipientGone
+from handoff.ports import Messenger, MessengerClosed, RecipientGone
 from handoff.service import HandoffFailed, HandoffService
 from storage import CaseNotFound, CitizenRecord, Routing, Snapshot, StaleSession
 
@@ -125,6 +125,8 @@ class CitizenService:
                         raise
         except RecipientGone:
             log.info("citizen unreachable (blocked the bot)")
+        except MessengerClosed:
+            log.info("shutting down: the reply to an update was not sent")
         except Exception as error:  # noqa: BLE001 - fail safe, whatever went wrong
             log.error("citizen update failed: %s", type(error).__name__, exc_info=_trace(error))
             await self.apologise(who.chat_id, lang)
@@ -151,6 +153,8 @@ class CitizenService:
     async def _send_safely(self, chat_id: int, text: str, options: Any = ()) -> None:
         try:
             await self.messenger.send(chat_id, text, options, urgent=True)
+        except MessengerClosed:
+            log.info("shutting down: a fail-safe reply was not sent")
         except Exception as error:  # noqa: BLE001
             log.error("could not send the fail-safe reply: %s", type(error).__name__)
 

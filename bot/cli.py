@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         rate_limits=settings.telegram_rate_limits,
         database_ready=ready,
         housekeeping=True,
+        own_signals=True,  # SIGTERM stops within seconds, even with a backlog
     )
     settle_garbage_collector()
     try:
@@ -117,10 +118,11 @@ def run(args: argparse.Namespace) -> int:
                 secret_token=settings.webhook_secret,
                 allowed_updates=Update.ALL_TYPES,
                 close_loop=False,
+                stop_signals=None,
             )
         else:
             logging.getLogger("bot").info("bot starting (long polling)")
-            app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
+            app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False, stop_signals=None)
     finally:
         repo.dispose()
     return 0

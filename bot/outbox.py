@@ -62,7 +62,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.warnings import PTBDeprecationWarning
 
 from flows.model import Option
-from handoff.ports import RecipientGone  # declared by the port; re-exported here
+from handoff.ports import MessengerClosed, RecipientGone  # declared by the port; re-exported here
 
 __all__ = ["Outbox", "OutboxClosed", "RecipientGone"]
 
@@ -74,7 +74,7 @@ _EPSILON = 0.002  # seconds added to computed waits against float rounding / ear
 _GLOBAL_429_SPAN = 1.0  # 429s from two different chats within this span mean a bot-wide wait
 
 
-class OutboxClosed(Exception):
+class OutboxClosed(MessengerClosed):
     """The outbox is not running (not started, or stopped before the message could leave)."""
 
 
@@ -300,6 +300,8 @@ class Outbox:
         self._running = False
         self._last_prune = 0.0
         self.dropped_stale = 0  # questions and re-prompts a newer one made stale before they left
+        self.not_sent_at_shutdown = 0  # queued when the outbox stopped, or submitted after it
+        self._stopped = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -319,6 +321,7 @@ class Outbox:
         if not self._running:
             return
         self._running = False
+        self._stopped = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.pending or self._idle < self.workers:
@@ -338,8 +341,7 @@ class Outbox:
             while chat.queue:
                 left += self._fail(chat.queue.popleft(), OutboxClosed("outbox stopped"))
         self._pending.clear()
-        if left:
-            log.warning("outbox stopped with %d undelivered message(s)", left)
+        self.not_sent_at_shutdown += left
 
     async def __aenter__(self) -> Outbox:
         await self.start()
@@ -456,6 +458,8 @@ class Outbox:
         replaceable: bool = False,
     ) -> Any:
         if not self._running:
+            if self._stopped:
+                self.not_sent_at_shutdown += 1
             raise OutboxClosed("outbox is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)

@@ -42,6 +42,10 @@ class Messenger(Protocol):
         """Send a file."""
 
 
+class MessengerClosed(Exception):
+    """The messenger is shutting down: nothing more leaves (what was queued is counted)."""
+
+
 class RecipientGone(Exception):
     """The person blocked the bot or deleted their account (Telegram 403): nothing to retry."""
 

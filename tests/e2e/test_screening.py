@@ -153,6 +153,22 @@ async def test_sigterm_stops_cleanly(bot, standin):
     assert await bot.stop(signal.SIGTERM) == 0
 
 
+async def test_sigterm_with_a_backlog_stops_within_ten_seconds_and_counts_what_it_dropped(
+    bot_env, tmp_path, standin
+):
+    bot_env["TELEGRAM_RATE_LIMITS"] = "true"  # one message a second per chat: a backlog builds
+    process = BotProcess(bot_env, tmp_path)
+    await process.start(standin)
+    for n in range(25):  # a burst of commands, each with a reply the chat must wait for
+        standin.user_message(5099, "/hjelp")
+    await standin.wait_for_message(5099, count=3, timeout=10)
+    started = asyncio.get_running_loop().time()
+    assert await process.stop(signal.SIGTERM) == 0
+    assert asyncio.get_running_loop().time() - started < 10
+    assert "undelivered" in process.output()
+    assert "Traceback" not in process.output()
+
+
 async def test_database_holds_no_answer_text_name_or_ids_in_clear(bot, standin, database_url):
     citizen = Citizen(standin, 55501234)
     await citizen.begin()
