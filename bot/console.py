@@ -7,6 +7,7 @@ get are printed in a box, as they would appear in their group.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import tempfile
 import unicodedata
@@ -26,8 +27,12 @@ THERAPISTS = -100
 
 
 class ConsoleMessenger:
-    def __init__(self, out: TextIO) -> None:
+    """The citizen's chat in a terminal; files (``/minedata``) go to ``folder``, which the
+    console removes on exit."""
+
+    def __init__(self, out: TextIO, folder: Path) -> None:
         self.out = out
+        self.folder = folder
         self.buttons: list[Option] = []
         self.cards: dict[int, str] = {}
         self._next_id = 1
@@ -68,16 +73,20 @@ class ConsoleMessenger:
     async def document(
         self, chat_id: int, filename: str, content: bytes, *, caption: str | None = None, urgent: bool = False
     ) -> int | None:
-        folder = Path(tempfile.gettempdir())
-        path = folder / filename
+        # health data: readable by its owner only, in the chat's own folder, gone after /quit
+        path = self.folder / filename
+        path.touch(mode=0o600)
         path.write_bytes(content)
-        return await self.send(chat_id, f"{caption or ''}\n(file saved to {path})".strip())
+        note = f"(saved to {path}, readable only by you; it is deleted when you /quit)"
+        return await self.send(chat_id, f"{caption or ''}\n{note}".strip())
 
     def _citizen(self, text: str, options: Sequence[Sequence[Option]]) -> None:
         print(f"\nbot> {text.replace(chr(10), chr(10) + '     ')}", file=self.out)
         self.buttons = [option for row in options for option in row]
         for number, option in enumerate(self.buttons, start=1):
-            print(f"     [{number}] {option.label}", file=self.out)
+            # answers the flow marks itself ("1. Nei", "A. 1–2") are shown as on Telegram
+            shown = option.label if _MARKED.match(option.label) else f"[{number}] {option.label}"
+            print(f"     {shown}", file=self.out)
 
     def _card(self, text: str, title: str) -> None:
         lines = text.splitlines()
@@ -94,14 +103,18 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
+_MARKED = re.compile(r"^(?:\d+|[A-Z])\. ")
+
+
 def to_event(line: str, buttons: Sequence[Option]) -> Event:
     line = line.strip()
     if line.startswith("/"):
         name, _, arg = line[1:].partition(" ")
         return Command(CITIZEN_COMMANDS.get(name.lower(), name.lower()), arg)
-    if line.isdigit() and 1 <= int(line) <= len(buttons):
-        return Button(buttons[int(line) - 1].data)
-    return Text(line)
+    unmarked = [option for option in buttons if not _MARKED.match(option.label)]
+    if line.isdigit() and 1 <= int(line) <= len(buttons) and len(unmarked) == len(buttons):
+        return Button(buttons[int(line) - 1].data)  # "[2]": the second button
+    return Text(line)  # the flow reads "2" or "b" by the marks it put on the answers
 
 
 async def chat(language_code: str = "nb", stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
@@ -113,7 +126,7 @@ async def chat(language_code: str = "nb", stdin: TextIO = sys.stdin, out: TextIO
         )
         repo = SqlRepository(settings.database_url, Cipher([Cipher.generate_key()]))
         repo.create_schema()
-        messenger = ConsoleMessenger(out)
+        messenger = ConsoleMessenger(out, Path(folder))
         services = build_services(settings, repo, messenger)
         print("Console chat (SQLite, throwaway key). Type /quit to leave.", file=out)
         who = Incoming(CITIZEN, CITIZEN, language_code)
