@@ -547,9 +547,10 @@ def outcome_text(
     measures and sessions, and the NHS Talking Therapies verdicts."""
     rules, script = rules or load_rules(), script or load_script()
     result = course.outcome(rules)
-    reason = END_REASONS.get(course.end_reason or "", "pågår")
-    head = f"Sak {course.label}: forløpet er {reason}"
-    if course.ended_at is not None:
+    if course.ended_at is None:
+        head = f"Sak {course.label}: forløpet pågår"
+    else:
+        head = f"Sak {course.label}: forløpet er {END_REASONS.get(course.end_reason or '', '–')}"
         head += f" ({_day(course.ended_at, tz)})"
     lines = [head]
     for name, m in (("Start", result.baseline), ("Slutt", result.final)):
@@ -559,7 +560,8 @@ def outcome_text(
             where = "kartlegging" if m.source == "intake" else "måling"
             scores = f"{_score('phq9', m.phq9, script)}, {_score('gad7', m.gad7, script)}"
             lines.append(f"{name} ({where} {_day(m.at, tz)}): {scores}")
-    lines.append(f"Målinger: {result.measures} · samtaler: {result.sessions}")
+    held = "samtaler" if course.ended_at is not None else "samtaler avtalt"
+    lines.append(f"Målinger: {result.measures} · {held}: {result.sessions}")
     if result.outcome is None:
         lines.append("Utfall: kan ikke beregnes uten både start- og sluttmåling.")
     else:
