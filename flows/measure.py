@@ -195,31 +195,6 @@ class MeasureReply:
         return next((a for a in self.actions if isinstance(a, Completed)), None)
 
 
-@dataclass(frozen=True)
-class _Verdict:
-    """``risk_text.judge``'s answer, built from ``detect`` while ``judge`` is not there."""
-
-    risk: bool
-    action: str
-    acute: bool = False
-    about: str = "self"
-    category: str | None = None
-    poisoning: bool = False
-
-
-def judge(text: str) -> Any:
-    """Risk in free text: ``risk_text.judge`` (an object with ``.risk``, ``.action`` in
-    {"alert", "ask", "none"}, ``.acute``, ``.about``, ``.category``, ``.poisoning``), or the
-    keyword detector in the same shape where ``judge`` is not available."""
-    judged = getattr(risk_text, "judge", None)
-    if judged is not None:
-        return judged(text)
-    hit = risk_text.detect(text)
-    if hit is None:
-        return _Verdict(risk=False, action="none")
-    return _Verdict(risk=True, action="alert", acute=True, category=hit.category)
-
-
 class _Cursor:
     state: str
 
@@ -542,7 +517,7 @@ class _Turn:
             self.alert(max(r.priority for r in matched), tuple(r.reason for r in matched))
 
     def check_free_text(self, text: str) -> None:
-        verdict = judge(text)
+        verdict = risk_text.judge(text)
         action = getattr(verdict, "action", "none")
         if not (getattr(verdict, "risk", False) or action in ("alert", "ask")):
             return

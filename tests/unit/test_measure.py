@@ -60,7 +60,7 @@ def no_risk(text: str) -> SimpleNamespace:
 @pytest.fixture(autouse=True)
 def quiet_judge(monkeypatch):
     """Free text carries no risk unless a test says so (``judge`` may not exist yet)."""
-    monkeypatch.setattr(risk_text, "judge", no_risk, raising=False)
+    monkeypatch.setattr(risk_text, "judge", no_risk)
 
 
 class Chat:
@@ -342,7 +342,7 @@ def test_risk_in_free_text_alerts_the_therapist_from_anywhere(monkeypatch, state
             chat.answer(0)
     if state == "declined":
         chat.press("no")
-    monkeypatch.setattr(risk_text, "judge", lambda text: verdict("alert", acute=True), raising=False)
+    monkeypatch.setattr(risk_text, "judge", lambda text: verdict("alert", acute=True))
     reply = chat.send(Text("jeg orker ikke mer"))
     say = reply.actions[0]
     assert isinstance(say, Say) and say.urgent and CRISIS_NUMBER in say.text
@@ -352,7 +352,7 @@ def test_risk_in_free_text_alerts_the_therapist_from_anywhere(monkeypatch, state
 
 
 def test_ask_asks_directly_and_still_tells_the_therapist(monkeypatch):
-    monkeypatch.setattr(risk_text, "judge", lambda text: verdict("ask", category="crisis"), raising=False)
+    monkeypatch.setattr(risk_text, "judge", lambda text: verdict("ask", category="crisis"))
     chat = Chat()
     chat.press("start")
     reply = chat.send(Text("alt er bare mørkt"))
@@ -370,8 +370,8 @@ def test_poisoning_and_someone_else_get_their_numbers(monkeypatch):
     assert "22 59 13 00" in chat.say.text and "Hvis noen andre er i fare nå" in chat.say.text
 
 
-def test_without_judge_the_keyword_detector_still_alerts(monkeypatch):
-    monkeypatch.delattr(risk_text, "judge", raising=False)
+def test_the_real_detector_alerts_on_an_explicit_statement(monkeypatch):
+    monkeypatch.undo()  # the detector as shipped
     chat = Chat()
     chat.press("start")
     reply = chat.send(Text("jeg vil ta livet mitt"))
@@ -495,7 +495,7 @@ OccasionMachine.TestCase.settings = settings(
 
 @pytest.fixture
 def marker_judge(monkeypatch):
-    monkeypatch.setattr(risk_text, "judge", judge_marker, raising=False)
+    monkeypatch.setattr(risk_text, "judge", judge_marker)
 
 
 @pytest.mark.usefixtures("marker_judge")
