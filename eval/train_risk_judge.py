@@ -119,13 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--c", type=float, default=1.0, help="inverse L2 strength")
     ap.add_argument("--min-count", type=int, default=2, help="drop features seen fewer times")
-    ap.add_argument("--none-alert", type=float, default=0.05, help="out-of-fold alerts allowed on non-risk")
-    ap.add_argument("--none-ask", type=float, default=0.12, help="out-of-fold asks allowed on non-risk")
+    ap.add_argument("--none-alert", type=float, default=0.06, help="out-of-fold alerts allowed on non-risk")
+    ap.add_argument("--none-ask", type=float, default=0.15, help="out-of-fold asks allowed on non-risk")
+    ap.add_argument(
+        "--none-sure", type=float, default=0.03, help="risk so sure it alerts: allowed on non-risk"
+    )
     ap.add_argument("--prune", type=float, default=0.02)
+    ap.add_argument("--exclude", action="append", default=[], help="also leave out this split (a check)")
+    ap.add_argument("--out", type=Path, default=MODEL_FILE, help="where to write the weights")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args(argv)
 
-    rows = load_rows(split=HELD_OUT_COMPLEMENT)
+    rows = [r for r in load_rows(split=HELD_OUT_COMPLEMENT) if r.split not in args.exclude]
     feats = [dict.fromkeys(message_features(r.text), 1) for r in rows]
     oof: dict[str, list[dict[str, float] | None]] = {h: [None] * len(rows) for h in HEADS}
     for head, classes in HEADS.items():
@@ -150,12 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_any = [oof["risk"][i]["risk"] for i in none_i]  # type: ignore[index]
     t_alert = quantile_above(p_alert, args.none_alert)
     t_ask = quantile_above(p_any, args.none_ask)
+    t_sure = quantile_above(p_any, args.none_sure)
     acute_i = [i for i, r in enumerate(rows) if r.acute]
     pa = sorted(oof["acute"][i]["acute"] for i in acute_i)  # type: ignore[index]
     t_acute = max(0.2, pa[int(0.05 * len(pa))]) if pa else 0.5
     thresholds = {
         "alert": round(t_alert, 4),
         "ask": round(t_ask, 4),
+        "sure": round(t_sure, 4),
         "acute": round(t_acute, 4),
         "about": 0.5,
     }
@@ -188,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         heads[head] = export(vec, clf, classes, args.prune)
     doc = {
         "about": "learned stage of flows/risk_text.py; written by eval/train_risk_judge.py, do not edit",
-        "trained_on": f"eval/risk_messages.csv --split {HELD_OUT_COMPLEMENT} ({len(rows)} messages)",
+        "trained_on": f"eval/risk_messages.csv --split {HELD_OUT_COMPLEMENT}"
+        + (f" without {', '.join(args.exclude)}" if args.exclude else "")
+        + f" ({len(rows)} messages)",
         "hyperparameters": {
             "C": args.c,
             "min_count": args.min_count,
@@ -200,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "thresholds": thresholds,
         "heads": heads,
     }
-    MODEL_FILE.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
     print(
         f"wrote {MODEL_FILE.name}: " + ", ".join(f"{h} {len(v['weights'])} weights" for h, v in heads.items())
     )

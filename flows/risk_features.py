@@ -23,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from flows.risk_lexicon import lemma, lexicon, sentences
+from flows.risk_lexicon import CLAUSE, lemma, lexicon, sentences
 
 WINDOW = 6  # sentences per window: a short message is read whole, a long one in parts
+_ANSWERED_NO = 8  # words: a sentence this short ending in a negation is answered no
 _NEG_SCOPE = 4  # words after a negation that it covers ("ikke lyst til å dø")
 MEANS = (
     "means_med", "means_poison", "means_rope", "means_gun", "means_exhaust", "means_charcoal",
@@ -78,12 +79,17 @@ def read_sentence(norm: str, joke: bool) -> Sentence:
     concepts: set[str] = set().union(*tags) if tags else set()
     if joke:
         concepts.add("joke")
-    if any(w.isdigit() and 5 <= int(w) <= 500 for w in words):
+    if any(w.isascii() and w.isdigit() and len(w) <= 3 and 5 <= int(w) <= 500 for w in words):
         concepts |= {"number", "quantity"}
     negated: set[str] = set()
+    if tags and "neg" in tags[-1] and len(tags) <= _ANSWERED_NO:
+        # a short sentence answered with a closing "none"/"nei": "thoughts of self-harm none"
+        negated |= concepts - {"neg", "self"}
     for i, t in enumerate(tags):
         if "neg" in t:
             for k in range(i + 1, min(len(tags), i + 1 + _NEG_SCOPE)):
+                if words[k] == CLAUSE:
+                    break
                 negated |= tags[k] - {"neg", "self"}
     s = Sentence(
         tuple(words), lemmas, tuple(frozenset(t) for t in tags), frozenset(concepts), frozenset(negated), joke
@@ -149,6 +155,14 @@ def facts(s: Sentence) -> set[str]:
         and c & {"intent", "future", "wish"}
     ):
         out.add("intent_harm")
+    if "decided" in c and (
+        means or c & {"future", "weekday", "finality", "suicide", "die", "letter", "affairs"}
+    ):
+        out.add("decided_plan")
+    if "body" in c and (c & {"selfharm", "means_blade", "bleed"}):
+        out.add("body_harm")
+    if means and c & {"search", "affairs", "giveaway", "letter"} and not c & set(CANCELLERS):
+        out.add("means_prepared")
     if c & set(CANCELLERS):
         out.add("cancel")
     if "self" in c and c & set(RISK_ACTS) and not (c & set(RISK_ACTS)) <= s.negated:
@@ -156,8 +170,49 @@ def facts(s: Sentence) -> set[str]:
     return out
 
 
+_RISK_WORDS = frozenset(
+    {
+        *RISK_ACTS,
+        "took",
+        "live",
+        "finality",
+        "goodbye",
+        "letter",
+        "giveaway",
+        "hopeless",
+        "overdose",
+        "unconscious",
+    }
+)
+_OBJECT_SELF = frozenset({"meg", "me", "us", "oss"})
+
+
+def subject(s: Sentence) -> str | None:
+    """Whose act or state a sentence speaks of: the subject nearest before its first risk word,
+    "self" (jeg, eg, I …) or "other" (han, hun, she, my daughter …); None when it names none.
+    A risk word whose object is "meg"/"me" ("han truer med å drepe meg") is about the writer."""
+    for i, t in enumerate(s.tags):
+        if not t & _RISK_WORDS:
+            continue
+        if _OBJECT_SELF & set(s.words[i + 1 : i + 3]):
+            return "self"
+        for k in range(i - 1, -1, -1):
+            before = s.tags[k]
+            if "i_subject" in before:
+                return "self"
+            if before & {"other_subject", "other_person"}:
+                return "other"
+        if "reflexive_other" in s.concepts:
+            return "other"
+        return None
+    return None
+
+
 def _sentence_features(s: Sentence) -> set[str]:
     out = {f"k:{c}" for c in s.concepts}
+    who = subject(s)
+    if who:
+        out.add(f"s:{who}")
     out |= {f"n:{c}" for c in s.negated}
     out |= {f"f:{f}" for f in facts(s)}
     cs = sorted(s.concepts)

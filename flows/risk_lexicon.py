@@ -72,19 +72,29 @@ def normalise(text: str) -> str:
     return _digraphs(" ".join(_WORD.findall(fold(text))))
 
 
+CLAUSE = "|"  # marks a clause break (comma, colon, dash) inside a normalised sentence
+_CLAUSE_BREAK = re.compile(r"[,:\u2013\u2014]|\s-+\s")
+
+
+def _normalise_sentence(text: str) -> str:
+    """A sentence normalised, its clauses joined by " | ": a negation stops at a clause break
+    ("det hjelper ikke | selvmordstankene er der hele tiden")."""
+    return f" {CLAUSE} ".join(n for n in map(normalise, _CLAUSE_BREAK.split(text)) if n)
+
+
 def sentences(text: str) -> list[tuple[str, bool]]:
     """The message cut at sentence ends -> [(normalised sentence, ends with a joke emoji)]."""
     out: list[tuple[str, bool]] = []
     pos = 0
     for m in _SENTENCE_END.finditer(text):
-        norm = normalise(text[pos : m.start()])
+        norm = _normalise_sentence(text[pos : m.start()])
         joke = bool(_JOKE_EMOJI.search(m.group()))
         if norm:
             out.append((norm, joke))
         elif joke and out:
             out[-1] = (out[-1][0], True)
         pos = m.end()
-    tail = normalise(text[pos:])
+    tail = _normalise_sentence(text[pos:])
     if tail:
         out.append((tail, False))
     return out
@@ -98,6 +108,7 @@ _SUFFIXES = (
     "ing", "est", "ast", "et", "er", "ar", "en", "te", "de", "ed", "es", "a", "e", "s",
 )  # fmt: skip
 _MIN_STEM = 3
+_COMPOUND_MIN = 7  # letters: shorter words are not searched for compound parts
 
 
 @lru_cache(maxsize=65536)
@@ -153,6 +164,11 @@ class Lexicon:
             self.concepts.append(concept)
             for raw in terms:
                 self._add(concept, raw, vocab)
+        self.compounds: list[tuple[str, str]] = []  # (part, concept), longest first
+        for concept, parts in dict(data.get("compounds", {})).items():  # type: ignore[call-overload]
+            for part in parts:
+                self.compounds.append((normalise(part), concept))
+        self.compounds.sort(key=lambda pc: -len(pc[0]))
         self.vocab = frozenset(vocab)
         self._deletes: dict[str, set[str]] = {}
         for w in vocab:
@@ -218,11 +234,15 @@ class Lexicon:
                     out |= hit
         return out
 
+    def _compound(self, word: str) -> set[str]:
+        """Concepts of a compound's parts: "litiumtablettene" -> means_med."""
+        return {concept for part, concept in self.compounds if part in word}
+
     def words(self, sentence: str) -> list[str]:
         """The words of a normalised sentence with synonyms and typos resolved."""
         out: list[str] = []
         for t in sentence.split():
-            out.extend(self.spell(t))
+            out.extend((t,) if t == CLAUSE else self.spell(t))
         return out
 
     def tag(self, words: list[str]) -> list[set[str]]:
@@ -238,6 +258,8 @@ class Lexicon:
                 if hit:
                     tags[i] |= hit
             tags[i] |= self._stem_concepts(w)
+            if len(w) >= _COMPOUND_MIN:
+                tags[i] |= self._compound(w)
             for term in self.multi.get(lem, ()):
                 self._multi(term, words, lems, i, tags)
             if w != lem:

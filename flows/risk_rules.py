@@ -101,25 +101,87 @@ def acute(window: list[Sentence]) -> Acute | None:
         and "future" not in c
     ):
         return Acute("gun_in_hand", False, _about(s))
+    means_here = c & (_DRUG | {"means_rope", "means_gun", "means_blade"})
+    if (
+        means_here
+        and "position" in c
+        and context & {"goodbye", "letter", "finality"}
+        and "future" not in c - {"now"}
+    ):
+        return Acute("means_at_hand_goodbye", bool(c & _DRUG), _about(s))
     if "unconscious" in c and (c & _DRUG or took) and c & {"other_person", "other_subject"}:
         return Acute("other_unconscious", True, "other")
     return None
 
 
+_ANCHORS = frozenset(
+    {
+        *RISK_ACTS,
+        "overdose",
+        "unconscious",
+        "finality",
+        "goodbye",
+        "letter",
+        "hopeless",
+        "burden",
+        "violence",
+        "fear",
+        "decided",
+        "giveaway",
+        "affairs",
+        "search",
+        "wish",
+        "help",
+    }
+)
+
+
+def anchored(window: list[Sentence]) -> bool:
+    """Whether the window names anything that speaks of risk at all: a death, an act, harm,
+    finality, hopelessness, fear, a decision. A means or a place alone ("sitting on the edge
+    at Reinebringen, Lofoten is unreal") is not enough for the learned stage to alert on."""
+    return any(s.concepts & _ANCHORS or "live" in s.negated for s in window)
+
+
 def cancelled(window: list[Sentence]) -> str | None:
-    """A name for what cancels the whole window, or None. Only the past that is over cancels
-    here (an attempt "for ti år siden", "years ago … better now"): the window speaks of the
-    past or of recovery and nowhere of now, again, a plan or a wish. Everything subtler
-    (denials, professions, jokes, games) is the learned stage's call."""
+    """A name for what cancels the whole window, or None:
+
+    * "past": the window speaks of the past or of recovery ("for ti år siden", "years ago …
+      better now") and nowhere of again, a plan, a decision or the just-past;
+    * "joke": a joke marker with a hypothetical ("if I have to sit through one more meeting
+      I'll jump out the window lol") and nothing taken or decided.
+
+    Everything subtler (denials, professions, idioms) is the learned stage's call."""
     concepts: set[str] = set()
     for s in window:
         concepts |= s.concepts
-    if concepts & {"past_long", "resolved"} and not concepts & {
-        "again",
-        "future",
-        "intent",
-        "wish",
-        "just_past",
-    }:
+    if concepts & {"past_long", "resolved"} and not concepts & {"again", "future", "just_past", "decided"}:
         return "past"
+    if "joke" in concepts and "hypothetical" in concepts and not concepts & {"took", "just_past", "decided"}:
+        return "joke"
+    return None
+
+
+_FLOOR_CANCELS = frozenset(
+    {
+        *_STAND_DOWN,
+        "idiom",
+        "hypothetical",
+        "question",
+        "other_person",
+        "other_subject",
+        "reflexive_other",
+    }
+)
+
+
+def explicit(window: list[Sentence]) -> str | None:
+    """Suicide or self-harm named in the window's first sentence, not negated, with nothing
+    there that could make it someone else's, a question, the past, a joke or a profession:
+    "selvmordstankene er der hele tiden". The learned stage is not asked to agree."""
+    s = window[0]
+    c = s.concepts
+    named = c & {"suicide", "selfharm"}
+    if named and not named <= s.negated and not c & _FLOOR_CANCELS:
+        return "named_" + min(named)
     return None

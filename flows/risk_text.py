@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flows import risk_model, risk_rules
-from flows.risk_features import Sentence, features, read, windows
-from flows.risk_lexicon import lexicon, normalise
+from flows.risk_features import Sentence, features, read, subject, windows
+from flows.risk_lexicon import CLAUSE, lexicon, normalise
 
 __all__ = [
     "CATEGORIES", "NO_RISK", "RiskHit", "RiskJudgement",
@@ -39,7 +39,6 @@ __all__ = [
 
 CATEGORIES = ("suicide", "self_harm", "harm_others", "crisis", "possible")
 _DRUG = frozenset({"means_med", "means_poison", "overdose"})
-_OTHER_SURE = 0.7  # the about head's probability above which an ask about another person alerts
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,24 @@ def _poisoning(window: list[Sentence]) -> bool:
     return any(s.concepts & _DRUG and s.concepts & {"took", "overdose"} for s in window)
 
 
+_UNDER_WAY = frozenset({"took", "position", "now", "just_past", "bleed", "unconscious", "hang"})
+
+
+def _under_way(window: list[Sentence]) -> bool:
+    """Some word of the window speaks of the present or the just-past act: the learned acute
+    head alone never makes a message acute."""
+    return any(s.concepts & _UNDER_WAY for s in window)
+
+
+def _about(window: list[Sentence], p_other: float, threshold: float) -> str:
+    """Other when the learned head says so, or when the sentence that speaks of risk has
+    someone else as its subject and the head does not rule it out."""
+    who = next((w for w in map(subject, window) if w), None)
+    if p_other >= threshold or (who == "other" and p_other >= threshold / 2):
+        return "other"
+    return "self"
+
+
 def _judge_window(window: list[Sentence], model: risk_model.RiskModel | None) -> RiskJudgement:
     rule = risk_rules.acute(window)
     probs: dict[str, dict[str, float]] = {}
@@ -106,21 +123,32 @@ def _judge_window(window: list[Sentence], model: risk_model.RiskModel | None) ->
     if rule is not None:
         cat = "crisis" if rule.about == "other" else category("suicide")
         return RiskJudgement("alert", True, rule.about, cat, rule.poisoning or _poisoning(window), rule.rule)
-    if model is None or risk_rules.cancelled(window):
+    if risk_rules.cancelled(window):
         return NO_RISK
+    named = risk_rules.explicit(window)
+    floor = NO_RISK
+    if named:
+        cat = "self_harm" if named == "named_selfharm" else "suicide"
+        floor = RiskJudgement("alert", False, "self", cat, _poisoning(window), named)
+    if model is None:
+        return floor
     t = model.thresholds
     p_alert, p_risk = probs["alert"]["alert"], probs["risk"]["risk"]
-    about = "other" if probs["about"]["other"] >= t["about"] else "self"
-    if p_alert >= t["alert"]:
+    about = _about(window, probs["about"]["other"], t["about"])
+    if p_alert >= t["alert"] or p_risk >= t.get("sure", 1.0):
         verdict = "alert"
     elif p_risk >= t["ask"]:
         # concern for someone else is never a question about the writer's own thoughts
-        verdict = "alert" if about == "other" and probs["about"]["other"] >= _OTHER_SURE else "ask"
+        verdict = "alert" if about == "other" else "ask"
     else:
-        return NO_RISK
-    acute = verdict == "alert" and probs["acute"]["acute"] >= t["acute"]
+        return floor
+    if verdict == "alert" and about == "self" and any("joke" in s.concepts for s in window):
+        verdict = "ask"  # "lol", "haha", 😂: the model alone never alerts on a joke
+    acute = verdict == "alert" and probs["acute"]["acute"] >= t["acute"] and _under_way(window)
     cat = category("possible" if verdict == "ask" else "suicide")
     poisoning = _poisoning(window) and (acute or verdict == "alert")
+    if floor.risk and verdict != "alert":
+        return floor
     return RiskJudgement(verdict, acute, about, cat, poisoning, "model")
 
 
@@ -153,4 +181,4 @@ def detect(text: str) -> RiskHit | None:
 
 def model_text(text: str) -> str:
     """The text as the detector reads it: normalised sentences joined by spaces."""
-    return " ".join(" ".join(s.words) for s in read(text))
+    return " ".join(" ".join(w for w in s.words if w != CLAUSE) for s in read(text))
