@@ -1,4 +1,5 @@
-"""The per-update path in-process: no HTTP, no Telegram, no PTB.
+"""The per-update path in-process: no HTTP, no Telegram, no PTB. Diagnostic figures, with no
+target of their own (the targets are end to end: docs/performance.md).
 
 Three figures, to tell the bot's own cost from the transport's:
 
@@ -8,16 +9,11 @@ Three figures, to tell the bot's own cost from the transport's:
   (SQLite file or PostgreSQL schema, fresh key) with a recording messenger, C citizens at
   once (200 by default: the surge of the end-to-end run, ``bench/run.py``, which the bot meets
   with up to 4,096 updates in hand, one per chat), so waits in the database and in threads
-  overlap. The target (2,000 updates/s) is this row's: how many updates the bot gets through
-  when many come at once;
+  overlap: how many updates the bot gets through when many come at once;
 * ``service, 1 at a time``: the same, one update after the other - what one update costs
   and how long it takes. Its updates/s is one over its latency, not a capacity: on PostgreSQL
   each update waits for a round trip and the server's flush of its log, which the
-  ``database alone`` row measures with no bot (no update one at a time can beat it), so it
-  has no updates/s target.
-
-``no read`` is the share of updates decided from the case as the process last stored it,
-without reading it (``bot/remembered.py``): all but each citizen's first.
+  ``database alone`` row measures with no bot (no update one at a time can beat it).
 
 Citizens answer the whole screening (buttons, typed numbers, free text; low, high and risk
 personas, as in ``bench/run.py``), with therapists on duty so risk answers post cards.
@@ -63,8 +59,6 @@ from bot.wiring import build_services  # noqa: E402
 from flows.conversation import ScreeningFlow  # noqa: E402
 from flows.model import Button, Command, Context, Option, Say, Session, Text  # noqa: E402
 from storage import Cipher, SqlRepository, set_cipher  # noqa: E402
-
-TARGET_INPROCESS = 2000.0  # updates/s
 
 
 class RecordingMessenger:
@@ -232,7 +226,6 @@ async def bench_service(
     # warm-up: one citizen (imports, statement caches, the lookup secret)
     warm_up = personas(1, seed + 1)[0]
     await drive(services.citizens, messenger, warm_up, 1, update_ids, [])
-    warm_up_steps = warm_up.steps
     # the garbage collector as the bot sets it at start-up (bot/cli.py): without it, full
     # collections of the harness's start-up objects stopped the loop 70-120 ms now and then
     settle_garbage_collector()
@@ -263,7 +256,6 @@ async def bench_service(
         profiler.send_signal(signal.SIGINT)
         await profiler.wait()
     updates = sum(p.steps for p in crowd)
-    remembered = services.citizens.remembered
     assert all(p.done for p in crowd), "a citizen did not finish"
     repo.dispose()
     set_cipher(None)
@@ -274,8 +266,6 @@ async def bench_service(
         "cpu_ms": 1000 * cpu / updates,
         "p50_ms": 1000 * percentile(latencies, 50),
         "p99_ms": 1000 * percentile(latencies, 99),
-        # the warm-up citizen's updates are not in ``updates``, nor its first read
-        "no_read": (remembered.hits - remembered.refusals - (warm_up_steps - 1)) / updates,
     }
 
 
@@ -343,7 +333,7 @@ async def run_backend(backend: str, citizens: int, concurrency: int, serial_citi
     """One row per mode; with ``repeat`` > 1 the run with the least CPU per update (the one
     least disturbed by other work on the machine)."""
     rows = []
-    modes = []  # (label, citizens, at once); the target is the row with many at once
+    modes = []  # (label, citizens, at once)
     if concurrency > 1:
         modes.append((f"{concurrency} at once", citizens, concurrency))
         if serial_citizens > 0:
@@ -376,33 +366,26 @@ async def run_backend(backend: str, citizens: int, concurrency: int, serial_citi
     return rows
 
 
-def untargeted(row: dict[str, Any]) -> str | None:
-    """Why a row is not held to the in-process target, or None if it is."""
+def kind(row: dict[str, Any]) -> str:
+    """What a row's updates/s is: a capacity, or one over a latency, or not the bot at all."""
     if row.get("bound"):  # not the bot: what one update at a time cannot beat
         return "(no bot)"
     if row.get("latency_only"):  # one over the latency, bounded by the row "database alone"
         return "(latency)"
-    return None
-
-
-def verdict(row: dict[str, Any]) -> str:
-    """PASS/FAIL against the in-process target, or why a row has none."""
-    return untargeted(row) or ("PASS" if row["per_second"] >= TARGET_INPROCESS else "FAIL")
+    return "(capacity)"
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
     print(f"{'backend':<11} {'what':<40} {'updates':>7} {'upd/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'CPU ms/upd':>10} {'no read':>7}  target >= {TARGET_INPROCESS:.0f}/s")  # fmt: skip
+          f"{'CPU ms/upd':>10}")  # fmt: skip
     for r in rows:
         p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else "-"
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else "-"
         cpu = f"{r['cpu_ms']:.2f}" if "cpu_ms" in r else "-"
-        no_read = f"{100 * r['no_read']:.0f}%" if "no_read" in r else "-"
         print(f"{r['backend']:<11} {r['what']:<40} {r['updates']:>7} {r['per_second']:>8.0f} {p50:>7} "
-              f"{p99:>7} {cpu:>10} {no_read:>7}  {verdict(r)}")  # fmt: skip
+              f"{p99:>7} {cpu:>10}  {kind(r)}")  # fmt: skip
     if any(r.get("latency_only") for r in rows):
-        print("(latency): one at a time, updates/s is one over the latency, not a capacity; the target "
-              "is the row with many at once")  # fmt: skip
+        print("(latency): one at a time, updates/s is one over the latency, not a capacity")
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -425,7 +408,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--citizens", type=int, default=400,
                         help="citizens through the whole screening, many at once")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=200,
-                        help="citizens at once (the target's row); 1: only one at a time")  # fmt: skip
+                        help="citizens at once; 1: only one at a time")  # fmt: skip
     parser.add_argument("--serial-citizens", type=int, default=80,
                         help="citizens one at a time (latency and CPU per update); 0: none")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs (least CPU per update)")

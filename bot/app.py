@@ -58,7 +58,7 @@ def create_app(
         if not database_ready:
             background.append(asyncio.create_task(database.keep_trying(store)))
         if housekeeping:
-            purge = database.purge_daily(store, settings, clock, forget=services.citizens.remembered.clear)
+            purge = database.purge_daily(store, settings, clock)
             background.append(asyncio.create_task(purge))
 
     async def on_stop(app: Application) -> None:

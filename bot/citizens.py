@@ -4,19 +4,17 @@ For every update: load the session, let the pure flow decide, commit the new ses
 the routing its alerts raise (and the update id, so a redelivered update is applied once),
 and only then speak and hand over. Whatever fails, the citizen gets the crisis numbers.
 
-The session is loaded from the case as this process last stored it, where it remembers one
-(:mod:`bot.remembered`), else read from the store; the write refuses a decision from a case
-that has changed since, and the update is then decided again from a read.
+The write refuses a decision from a case that has changed since it was read (another
+instance, a therapist): the update is then decided again from a fresh read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, Protocol
 
 from flows import crisis, messages
@@ -25,11 +23,9 @@ from flows.model import Alert, Command, Context, Event, Forget, Note, Priority, 
 from flows.mydata import as_document, needs_document, render_copy
 from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
-from handoff.ports import Messenger, MessengerClosed, RecipientGone
+from handoff.ports import Messenger, MessengerClosed, RecipientGone, StoreRunner, in_worker_thread
 from handoff.service import HandoffFailed, HandoffService
-from storage import CaseNotFound, CitizenRecord, Routing, Snapshot, StaleSession
-
-from .remembered import RememberedCases
+from storage import Routing, StaleSession
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +65,10 @@ class CitizenService:
         min_age: int = 18,
         retention_days: int = 90,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        database: Callable[..., Awaitable[Any]] | None = None,
-        remembered: RememberedCases | None = None,
+        run_store: StoreRunner = in_worker_thread,
     ) -> None:
-        """``database(fn, *args)`` runs a store call off the event loop: by default on a
-        thread of its own; the bot passes a :class:`storage.Batcher`, so the calls of
-        concurrent updates share one transaction (group commit). ``remembered``: the cases
-        this process stored last, to decide from without a read."""
+        """``run_store(fn, *args)`` runs a store call off the event loop
+        (:func:`handoff.ports.in_worker_thread`)."""
         self.store = store
         self.messenger = messenger
         self.handoff = handoff
@@ -86,11 +79,7 @@ class CitizenService:
         self.min_age = min_age
         self.retention_days = retention_days
         self.clock = clock
-        self._database = database or _in_thread
-        self.remembered = remembered if remembered is not None else RememberedCases()
-
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await self._database(fn, *args, **kwargs)
+        self._db = run_store
 
     async def handle(self, who: Incoming, event: Event) -> None:
         """Apply one event. Never raises: on any fault the citizen gets the crisis numbers,
@@ -114,13 +103,11 @@ class CitizenService:
         try:
             for attempt in range(1, STALE_RETRIES + 1):
                 try:
-                    await self._handle(
-                        who, event, lang, first_aid_given=first_aid is not None, may_remember=attempt == 1
-                    )
+                    await self._handle(who, event, lang, first_aid_given=first_aid is not None)
                     break
                 except StaleSession:
-                    # the case changed since it was read or stored (another instance, a
-                    # therapist): decide again from what is stored now
+                    # the case changed since it was read (another instance, a therapist):
+                    # decide again from what is stored now
                     if attempt == STALE_RETRIES:
                         raise
         except RecipientGone:
@@ -158,16 +145,10 @@ class CitizenService:
         except Exception as error:  # noqa: BLE001
             log.error("could not send the fail-safe reply: %s", type(error).__name__)
 
-    async def _handle(
-        self, who: Incoming, event: Event, lang: str, *, first_aid_given: bool, may_remember: bool
-    ) -> None:
-        """One attempt at an update. With ``may_remember``, decided from the case as this
-        process last stored it, if it remembers that: such a decision is carried out only by
-        the version-checked write; anything else raises StaleSession, to decide from a read."""
-        seen = self.remembered.get(who.user_id) if may_remember else None
-        remembered = seen is not None
-        if seen is None:
-            seen = await self._db(self.store.snapshot, who.user_id, who.update_id)
+    async def _handle(self, who: Incoming, event: Event, lang: str, *, first_aid_given: bool) -> None:
+        """One attempt at an update: read, decide, store (version-checked), then speak.
+        Raises StaleSession if the case changed between the read and the write."""
+        seen = await self._db(self.store.snapshot, who.user_id, who.update_id)
         redelivered, case = seen.processed, seen.case
         session = Session.from_dict(case.session) if case else Session(lang=lang)
         session.lang = lang
@@ -187,9 +168,6 @@ class CitizenService:
             await self._record_update(who.update_id)
             reply = Reply(reply.session, tuple(a for a in reply.actions if not isinstance(a, Forget)))
         elif reply.forget:
-            if remembered:  # who holds the case is only known for sure from a read
-                raise StaleSession("a deletion is decided from the stored case")
-            self.remembered.forget(who.user_id)
             if case is not None and case.claimed_by is not None:
                 await self.desk.tell_holder_citizen_left(
                     case, "innbyggeren har slettet sine data; saken er borte."
@@ -219,31 +197,15 @@ class CitizenService:
                     stored_routing=Routing(case.priority, tuple(case.reasons)) if case else None,
                 )
             except StaleSession:
-                if remembered:  # changed since this process stored it
-                    self.remembered.refused(who.user_id)
                 raise  # decided again from what is stored now
-            except Exception as error:
-                if remembered and isinstance(error, CaseNotFound):
-                    # deleted or purged since this process stored it: decided again from a read
-                    self.remembered.refused(who.user_id)
-                    raise StaleSession("the remembered case is gone") from error
+            except Exception:
                 if _urgent(routing) and not first_aid_given:  # (handle tells the team otherwise)
                     # the risk answer and its routing could not be stored: a human must hear
                     await self.handoff.alert_unrecorded_risk()
                 raise  # the citizen gets the apology with the numbers
             if case is None:
-                if remembered:  # applied before: the read says so, and asks the question again
-                    raise StaleSession("the update was applied before")
                 return  # the same update was applied concurrently
-            self._remember(who, lang, case)
         await self._carry_out(who, lang, case, reply.actions, team_told_on_failure=first_aid_given)
-
-    def _remember(self, who: Incoming, lang: str, case: Any) -> None:
-        """The case as the committed write returned it, with the citizen as it stored them:
-        what the next update of this chat is decided from (update ids are checked by the
-        write, so the snapshot says "not applied")."""
-        citizen = CitizenRecord(case.citizen_id, int(who.chat_id), lang)
-        self.remembered.put(who.user_id, Snapshot(False, case, citizen))
 
     async def _carry_out(
         self, who: Incoming, lang: str, case: Any, actions: Sequence[Any], *, team_told_on_failure: bool
@@ -319,10 +281,6 @@ class CitizenService:
             first_aid_given=first_aid_given,
             opening=self.hours.span() if self.hours is not None else ("08:00", "15:30"),
         )
-
-
-async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(partial(fn, *args, **kwargs))
 
 
 def _routing(actions: Sequence[Any]) -> Routing | None:

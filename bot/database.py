@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -59,11 +58,8 @@ async def purge_daily(
     settings: Any,
     clock: Any,
     interval: float = 24 * 3600,
-    *,
-    forget: Callable[[], None] | None = None,
 ) -> None:
-    """Delete what is past its retention, once a day (idempotent across instances);
-    ``forget`` then drops what the process holds of it in memory."""
+    """Delete what is past its retention, once a day (idempotent across instances)."""
     while True:
         try:
             report = await asyncio.to_thread(
@@ -72,8 +68,6 @@ async def purge_daily(
                 settings.retention_days,
                 audit_retention_days=settings.audit_retention_days,
             )
-            if forget is not None:
-                forget()
             for line in report.lines():
                 log.info("retention: %s", line)
         except Exception as error:  # noqa: BLE001 - try again tomorrow, keep serving

@@ -1,9 +1,9 @@
 """Logging set-up: plain text for people, or one JSON object per line for a log system.
 
 What the bot logs never contains answers, free text, names, phone numbers or ids in clear:
-callers log event kinds and exception *types* only. The HTTP clients' request logs (httpx,
-which the operator's check uses, and aiohttp, which carries the Bot API calls) are silenced,
-because request URLs contain the bot token.
+callers log event kinds and exception *types* only. The request log of httpx, which carries
+the Bot API calls and the operator's check, is silenced, because request URLs contain the
+bot token.
 """
 
 from __future__ import annotations
@@ -35,5 +35,4 @@ def configure(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for client in ("httpx", "aiohttp"):
-        logging.getLogger(client).setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

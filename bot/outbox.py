@@ -204,28 +204,13 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
 
 
 async def _send_message(bot: Any, chat_id: int, text: str, **fields: Any) -> int:
-    """``bot.send_message`` without turning Telegram's answer into a ``Message``: only its
-    id is used, and PTB's parsing of the whole message (sender, chat, the keyboard echoed
-    back) cost about 200 us per message, 6-7% of the bot's CPU in the benchmark's profile
-    (docs/performance.md). ``Bot._post`` is the request ``send_message`` makes, defaults,
-    rate limiter and error mapping included. It is private in PTB, so the version is pinned
-    (<23) and tests/test_outbox.py drives this against the real ``Bot``; a bot without it (a
-    later PTB, a test double) gets the public method: slower, but the message still goes."""
-    post = getattr(bot, "_post", None)
-    if post is None:
-        return (await bot.send_message(chat_id, text, **fields)).message_id
-    sent = await post("sendMessage", {"chat_id": chat_id, "text": text, **fields})
-    return int(sent["message_id"])
+    """``bot.send_message`` (python-telegram-bot's public API); the new message's id."""
+    return (await bot.send_message(chat_id, text, **fields)).message_id
 
 
 async def _edit_message_text(bot: Any, chat_id: int, message_id: int, text: str, **fields: Any) -> None:
-    """``bot.edit_message_text``, likewise without parsing the answer (every answer of a
-    case handed over refreshes its card)."""
-    post = getattr(bot, "_post", None)
-    if post is None:
-        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, **fields)
-        return
-    await post("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text, **fields})
+    """``bot.edit_message_text`` (python-telegram-bot's public API)."""
+    await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, **fields)
 
 
 def _markup(options: Keyboard) -> Any:

@@ -25,7 +25,6 @@ from telegram.ext import (
 
 from bot.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
-from bot.http import AiohttpRequest
 from bot.updates import PerChatUpdateProcessor
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
@@ -237,8 +236,6 @@ def build_application(
         .base_url(base_url)
         .post_init(post_init)
         .concurrent_updates(PerChatUpdateProcessor())
-        .request(AiohttpRequest())
-        .get_updates_request(AiohttpRequest(connection_pool_size=1))
     )
     if on_stop is not None:
         builder = builder.post_shutdown(on_stop)

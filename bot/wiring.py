@@ -1,5 +1,6 @@
 """The composition root: settings + repository + messenger -> the services, built one way
-for Telegram, the console demo and the tests alike."""
+for Telegram, the console demo and the tests alike. Every service runs its store calls
+through the one runner given here (a worker thread per call: ``handoff.ports``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from flows.conversation import ScreeningFlow
 from flows.risk_text import warm_up
 from handoff.desk import TherapistDesk
 from handoff.escalation import Escalator
-from handoff.ports import Messenger
+from handoff.ports import Messenger, StoreRunner, in_worker_thread
 from handoff.service import HandoffService
-from storage import Batcher
 
 
 @dataclass
@@ -35,24 +35,23 @@ def build_services(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     flow: ScreeningFlow | None = None,
     retry_delays: tuple[float, ...] | None = None,
+    run_store: StoreRunner = in_worker_thread,
 ) -> Services:
     # Compiling the risk phrases takes a second or more: do it here, at start-up, for every
     # entry point, not on the event loop when the first citizen types (which would hold up
     # every other chat meanwhile).
     warm_up()
     extra = {} if retry_delays is None else {"retry_delays": retry_delays}
-    # group commit for the per-update reads and writes, where the store offers it
-    database = Batcher(store) if hasattr(store, "run_batch") else None
     handoff = HandoffService(
         store,
         messenger,
         therapist_chat_id=settings.therapist_chat_id,
         therapist_ids=settings.therapist_user_ids,
         clock=clock,
-        database=database,
+        run_store=run_store,
         **extra,
     )
-    desk = TherapistDesk(store, messenger, handoff, clock)
+    desk = TherapistDesk(store, messenger, handoff, clock, run_store=run_store)
     citizens = CitizenService(
         store,
         messenger,
@@ -64,7 +63,7 @@ def build_services(
         min_age=settings.min_age,
         retention_days=settings.retention_days,
         clock=clock,
-        database=database,
+        run_store=run_store,
     )
     escalator = Escalator(
         store,
@@ -75,5 +74,6 @@ def build_services(
         urgent_after=settings.handoff_escalate_after,
         priority_after=settings.handoff_escalate_after_priority,
         clock=clock,
+        run_store=run_store,
     )
     return Services(citizens, desk, handoff, escalator)

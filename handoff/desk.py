@@ -7,18 +7,16 @@ never with health data in it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from flows import messages
 from flows.model import Option, Priority
 from handoff.cards import MARKERS, OUTCOMES
 from handoff.journal import ExportRefused, export_for_therapist
-from handoff.ports import Messenger, RecipientGone
+from handoff.ports import Messenger, RecipientGone, StoreRunner, in_worker_thread
 from handoff.queue import queue_rows
 from handoff.replies import Answer
 from handoff.service import HandoffService
@@ -34,14 +32,16 @@ class TherapistDesk:
         messenger: Messenger,
         handoff: HandoffService,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        run_store: StoreRunner = in_worker_thread,
     ) -> None:
+        """``run_store(fn, *args)`` runs a store call off the event loop
+        (:func:`handoff.ports.in_worker_thread`)."""
         self.store = store
         self.messenger = messenger
         self.handoff = handoff
         self.clock = clock
-
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        self._db = run_store
 
     async def _audit(self, therapist_id: int, action: str, case_id: int | None) -> None:
         await self._db(self.store.audit, str(therapist_id), action, case_id, self.clock())
@@ -131,7 +131,9 @@ class TherapistDesk:
         """The case for the patient record, as a file in the therapist's private chat only
         (audited; refused unless the therapist holds or closed the case)."""
         try:
-            name, content = await export_for_therapist(self.store, case_id, therapist_id, fmt, self.clock)
+            name, content = await export_for_therapist(
+                self.store, case_id, therapist_id, fmt, self.clock, run_store=self._db
+            )
         except ExportRefused:
             return Answer("Bare den som har saken kan eksportere den.", alert=True)
         await self.messenger.document(

@@ -11,13 +11,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from flows.model import Option, Priority
 from handoff.cards import MARKERS, waited
 from handoff.desk import TherapistDesk
-from handoff.ports import Messenger
+from handoff.ports import Messenger, StoreRunner, in_worker_thread
 from handoff.service import HandoffService
 
 log = logging.getLogger(__name__)
@@ -35,6 +34,7 @@ class Escalator:
         urgent_after: timedelta = timedelta(minutes=5),
         priority_after: timedelta = timedelta(minutes=30),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        run_store: StoreRunner = in_worker_thread,
     ) -> None:
         self.store = store
         self.messenger = messenger
@@ -46,9 +46,7 @@ class Escalator:
             Priority.PRIORITY: priority_after,
         }
         self.clock = clock
-
-    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(partial(fn, *args))
+        self._db = run_store
 
     def overdue(self, case: Any, now: datetime) -> bool:
         limit = self.limits.get(Priority(case.priority))

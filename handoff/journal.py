@@ -14,12 +14,10 @@ event and returns a file to send.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +25,7 @@ from flows.model import Priority
 from flows.questionnaire import Condition, Instrument, Question, Script, load_script
 from flows.routing import REASON_TEXT, assess
 from handoff.cards import OUTCOMES
+from handoff.ports import StoreRunner, in_worker_thread
 
 __all__ = [
     "CANONICAL_BASE",
@@ -505,14 +504,15 @@ async def export_for_therapist(
     *,
     script: Script | None = None,
     tz: tzinfo = OSLO,
+    run_store: StoreRunner = in_worker_thread,
 ) -> tuple[str, bytes]:
     """The case as a file for the therapist who holds it (claimed, or closed by them).
     Audited as ``export`` with the therapist as actor before anything is returned.
     Raises :class:`ExportRefused` if the case is gone or held by someone else."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
-    record = await asyncio.to_thread(store.case, case_id)
+    record = await run_store(store.case, case_id)
     if record is None or record.claimed_by != therapist_id:
         raise ExportRefused("only the therapist who holds the case can export it")
-    await asyncio.to_thread(partial(store.audit, str(therapist_id), "export", record.id, clock()))
+    await run_store(store.audit, str(therapist_id), "export", record.id, clock())
     return render(record, fmt, script, tz=tz)

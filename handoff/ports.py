@@ -1,18 +1,29 @@
 """What the handoff layer needs from the outside world, declared where it is used.
 
 ``Messenger`` is implemented by the Telegram adapter and by the console demo; the case store
-is implemented once, by ``storage.SqlRepository``.
+is implemented once, by ``storage.SqlRepository``. Every service runs its store calls through
+one injected :data:`StoreRunner` (by default :func:`in_worker_thread`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from flows.model import Option
 
 Keyboard = Sequence[Sequence[Option]]
+
+#: runs one blocking store call off the event loop: ``await run(store.claim, case_id, ...)``
+StoreRunner = Callable[..., Awaitable[Any]]
+
+
+async def in_worker_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a synchronous store call on a worker thread, so the event loop keeps serving other
+    chats while the database works; the store opens and commits its own transaction."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 class Messenger(Protocol):

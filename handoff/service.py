@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from flows.model import Priority
 from flows.questionnaire import Script, load_script
 from handoff.cards import CaseView, card_buttons, deleted_card_text, duplicate_card_text, render_card
-from handoff.ports import CaseStore, Messenger
+from handoff.ports import CaseStore, Messenger, StoreRunner, in_worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,10 @@ class HandoffService:
         clock: Callable[[], datetime] = utcnow,
         script: Script | None = None,
         retry_delays: tuple[float, ...] = CARD_RETRY_DELAYS,
-        database: Callable[..., Awaitable[Any]] | None = None,
+        run_store: StoreRunner = in_worker_thread,
     ) -> None:
-        """``database(fn, *args)`` runs a store call off the event loop (default: a thread
-        of its own; the bot's group commit, see ``CitizenService``)."""
+        """``run_store(fn, *args)`` runs a store call off the event loop
+        (:func:`handoff.ports.in_worker_thread`)."""
         self.store = store
         self.messenger = messenger
         self.therapist_chat_id = therapist_chat_id
@@ -54,12 +53,7 @@ class HandoffService:
         self.retry_delays = retry_delays
         self._names: dict[int, str] = {}
         self._duty_seen: tuple[bool | None, float] = (None, 0.0)
-        self._database = database
-
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._database is not None:
-            return await self._database(fn, *args, **kwargs)
-        return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        self._db = run_store
 
     # --- duty ---
 

@@ -9,7 +9,6 @@ Start-up, in this order: ``repo.require_current_schema()`` (raises :class:`Schem
 then ``repo.require_matching_keys()`` (raises :class:`KeysDoNotMatch`).
 """
 
-from .batch import Batcher
 from .crypto import (
     Cipher,
     EncryptedJSON,
@@ -56,7 +55,6 @@ __all__ = [
     "STATUSES",
     "AuditEvent",
     "AuditRecord",
-    "Batcher",
     "Case",
     "CaseNotFound",
     "CaseRecord",

@@ -2,11 +2,6 @@
 
 * :class:`Cipher` wraps :class:`cryptography.fernet.MultiFernet` (authenticated encryption,
   newest key first, so keys can be rotated without downtime).
-* :class:`Cipher` remembers the plaintexts of the tokens it made or read last (in memory only,
-  a bounded number): the per-update path reads back the session it wrote one update
-  earlier, and the citizen's chat id and language, and decrypting those again took about a
-  seventh of that path's CPU (bench/inprocess.py). A token is only found if it is byte for
-  byte one this process made or authenticated, so a tampered token is still checked.
 * :class:`LookupKey` makes keyed HMAC lookups, so a citizen can be found by their Telegram
   user id without storing the id. Its key is derived from a random *lookup secret* that is
   generated once per database and stored there encrypted under the Fernet keys
@@ -29,8 +24,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,8 +42,6 @@ __all__ = [
     "InvalidToken",
     "JSONText",
     "LOOKUP_SECRET_BYTES",
-    "RECENT_MAX_BYTES",
-    "RECENT_TOKENS",
     "LookupKey",
     "current_cipher",
     "set_cipher",
@@ -59,11 +50,6 @@ __all__ = [
 # HKDF "info" of the lookup key: a new purpose for the same secret gets a new label
 _LOOKUP_INFO = b"rph-lookup-v2:user-id"
 LOOKUP_SECRET_BYTES = 32
-#: tokens whose plaintext a Cipher remembers: several per open conversation (its session, chat
-#: id, language) for a thousand conversations at once
-RECENT_TOKENS = 4096
-#: longer plaintexts are not remembered (a session is a few kB; a relayed text rarely re-read)
-RECENT_MAX_BYTES = 32 * 1024
 
 
 class InvalidKeys(ValueError):
@@ -78,9 +64,9 @@ class Cipher:
     one-element list.
     """
 
-    __slots__ = ("_count", "_fernet", "_fingerprint", "_newest", "_recent", "_recent_lock", "_recent_size")
+    __slots__ = ("_count", "_fernet", "_fingerprint", "_newest")
 
-    def __init__(self, keys: Sequence[str], *, remember: int = RECENT_TOKENS) -> None:
+    def __init__(self, keys: Sequence[str]) -> None:
         if isinstance(keys, str | bytes):
             keys = [keys.decode("ascii") if isinstance(keys, bytes) else keys]
         cleaned: list[str] = []
@@ -113,11 +99,6 @@ class Cipher:
         self._fernet = MultiFernet([Fernet(key) for key in cleaned])
         # compares key lists without keeping a second copy of the keys around
         self._fingerprint = hashlib.sha256("\n".join(cleaned).encode("ascii")).digest()
-        # token -> plaintext, oldest first (an OrderedDict drops its oldest in constant time; a
-        # dict's first key is found by skipping the slots of the keys deleted before it)
-        self._recent: OrderedDict[bytes, bytes] = OrderedDict()
-        self._recent_lock = threading.Lock()
-        self._recent_size = max(0, int(remember))
 
     def __repr__(self) -> str:
         return f"<Cipher keys={self._count}>"
@@ -137,41 +118,14 @@ class Cipher:
             data = data.encode("utf-8")
         elif not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"can only encrypt bytes or str, not {type(data).__name__}")
-        data = bytes(data)
-        token = self._fernet.encrypt(data)
-        self._remember(token, data)
-        return token.decode("ascii")
+        return self._fernet.encrypt(bytes(data)).decode("ascii")
 
     def decrypt(self, token: str | bytes) -> bytes:
         """Raises :class:`cryptography.fernet.InvalidToken` if no configured key fits or the
         token was tampered with."""
         if isinstance(token, str):
             token = token.encode("ascii")
-        known = self._recent.get(token)
-        if known is not None:
-            return known
-        data = self._fernet.decrypt(token)
-        self._remember(token, data)
-        return data
-
-    @property
-    def remembered(self) -> int:
-        """How many tokens' plaintexts are remembered now."""
-        return len(self._recent)
-
-    def forget_recent(self) -> None:
-        """Drop every remembered plaintext (after a citizen's data is deleted)."""
-        with self._recent_lock:
-            self._recent.clear()
-
-    def _remember(self, token: bytes, data: bytes) -> None:
-        if len(data) > RECENT_MAX_BYTES or not self._recent_size:
-            return
-        with self._recent_lock:
-            recent = self._recent
-            recent[token] = data
-            while len(recent) > self._recent_size:
-                recent.popitem(last=False)
+        return self._fernet.decrypt(token)
 
     def rotate(self, token: str | bytes) -> str:
         """Re-encrypt ``token`` with the newest key (keeps the original timestamp). Raises

@@ -1,9 +1,11 @@
 """The one repository: everything the bot stores goes through :class:`SqlRepository`.
 
-Synchronous on purpose: one :class:`~sqlalchemy.engine.Engine`, a short-lived
-:class:`~sqlalchemy.orm.Session` and transaction per call. The async bot calls it through
-``asyncio.to_thread``. Methods return plain frozen dataclasses, never ORM objects, so no
-session or lazy load leaks out; all datetimes are timezone-aware UTC.
+The one write path: synchronous SQLAlchemy, a short-lived :class:`~sqlalchemy.orm.Session`
+and transaction per call, which the services run on a worker thread (``asyncio.to_thread``,
+through ``handoff.ports.in_worker_thread``). The per-update statements are SQLAlchemy Core,
+declared once below; the rest uses the ORM models of :mod:`storage.tables`. Methods return
+plain frozen dataclasses, never ORM objects, so no session or lazy load leaks out; all
+datetimes are timezone-aware UTC.
 
 Privacy: the Telegram user id is only ever stored as a keyed HMAC
 (:meth:`Cipher.lookup_key`); chat ids, sessions, reasons and relayed messages are
@@ -14,7 +16,6 @@ messages (``hide_parameters=True``), and this module logs nothing about citizens
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -53,20 +54,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
-from .at_once import (
-    AT_ONCE_MAX_CALLS,
-    CHECKPOINT_EVERY,
-    WRITE_TIMEOUT,
-    NonBlockingConnection,
-    NonWaitingReader,
-    NonWaitingWriter,
-    WriteFault,
-)
-from .batch import Outcome, batchable, planned_form
 from .crypto import Cipher, EncryptedJSON, EncryptedText, JSONText, LookupKey, current_cipher, set_cipher
-from .engine import SQLITE_BUSY_TIMEOUT, create_engines, sqlite_file
+from .engine import SQLITE_BUSY_TIMEOUT, create_engines
 from .migrate import SchemaOutdated, SchemaStatus
-from .prepared import Planned, Prepared, raw_transaction, run_pipelined
 from .tables import AuditEvent, Case, Citizen, Duty, ProcessedUpdate, RelayMessage, StorageMeta
 
 __all__ = [
@@ -347,7 +337,7 @@ def _citizen_record(row: Citizen) -> CitizenRecord:
 
 
 def _citizen_from_row(row: Mapping[str, Any]) -> CitizenRecord:
-    """A citizen read with a prepared statement (``id``, ``chat_id``, ``lang``)."""
+    """A citizen read with a Core statement (``id``, ``chat_id``, ``lang``)."""
     return CitizenRecord(row["id"], int(row["chat_id"]), row["lang"])
 
 
@@ -382,7 +372,7 @@ _PROCESSED = ProcessedUpdate.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _RELAYS = RelayMessage.__table__  # type: ignore[attr-defined]
 
-# The per-update statements, built once (building a statement costs as much as running it)
+# The per-update statements, declared once in Core
 _CURRENT_CASE = (
     select(
         _CASES,
@@ -473,35 +463,6 @@ _STORE_ANSWER = _store_answer(compare_version=True)
 _STORE_ANY_ANSWER = _store_answer(compare_version=False)
 
 
-def _store_answer_and_mark() -> Any:
-    """PostgreSQL: an answer and its update id recorded in one statement, so outside a batch
-    it runs alone in autocommit: one round trip where BEGIN, the update id, the answer and
-    COMMIT took four. The answer is stored only if the update was not applied before (and as
-    ``_STORE_ANSWER``); the update id is recorded only with the answer (data-modifying CTEs).
-    One row comes back: ``processed_before``, and the stored case's columns (NULL if nothing
-    was stored)."""
-    stored = _store_answer(compare_version=True, unless_processed=True).cte("stored")
-    marked = (
-        pg_dialect.insert(_PROCESSED)
-        .from_select(
-            ["update_id", "processed_at"],
-            select(
-                bindparam("update_id", type_=_PROCESSED.c.update_id.type),
-                bindparam("now", type_=_PROCESSED.c.processed_at.type),
-            ).select_from(stored),
-        )
-        .returning(_PROCESSED.c.update_id)
-        .cte("marked")
-    )
-    first = (
-        select(_UPDATE_APPLIED.label("processed_before"), func.count().label("marked"))
-        .select_from(marked)
-        .subquery("outcome")
-    )
-    return select(first.c.processed_before, *stored.c).select_from(first.outerjoin(stored, true()))
-
-
-_STORE_ANSWER_AND_MARK = _store_answer_and_mark()
 _CASE_OWNER = select(_CASES.c.id).where(
     _CASES.c.id == bindparam("case_id"), _CASES.c.citizen_id == _CITIZEN_ID_BY_USER_KEY
 )
@@ -592,8 +553,7 @@ _SET_CARD = (
 )
 _CASE_EXISTS = select(_CASES.c.id).where(_CASES.c.id == bindparam("case_id"))
 
-# A therapist's claim, and what it reads and records: every claim runs these, and through the
-# ORM they cost five to nine times as much CPU (docs/performance.md)
+# A therapist's claim, and what it reads and records
 _CASE_BY_ID = select(_CASES).where(_CASES.c.id == bindparam("case_id"))
 _CITIZEN_OF_CASE = (
     select(_CITIZENS.c.id, _CITIZENS.c.chat_id, _CITIZENS.c.lang)
@@ -632,44 +592,8 @@ _NEW_AUDIT = (
 )
 
 
-class _HotPath:
-    """The statements every update and every claim runs, compiled once for the repository's
-    dialect and run on the driver's cursor (:mod:`storage.prepared`)."""
-
-    __slots__ = (
-        "case_owner", "citizen_by_user_key", "mark_processed", "new_case", "new_citizen",
-        "open_case_of_citizen", "snapshot", "store_answer", "store_any_answer", "update_citizen",
-        "case_for_update", "set_routing", "set_card", "case_exists", "store_answer_and_mark",
-        "case_by_id", "citizen_of_case", "claim", "new_audit", "undelivered_relays",
-    )  # fmt: skip
-
-    def __init__(self, dialect: Any) -> None:
-        self.snapshot = Prepared(_SNAPSHOT, dialect)
-        self.mark_processed = Prepared(_MARK_PROCESSED[dialect.name], dialect)
-        self.store_answer = Prepared(_STORE_ANSWER, dialect)
-        self.store_any_answer = Prepared(_STORE_ANY_ANSWER, dialect)
-        self.case_owner = Prepared(_CASE_OWNER, dialect)
-        self.citizen_by_user_key = Prepared(_CITIZEN_BY_USER_KEY, dialect)
-        self.update_citizen = {names: Prepared(stmt, dialect) for names, stmt in _UPDATE_CITIZEN.items()}
-        self.new_citizen = Prepared(_NEW_CITIZEN[dialect.name], dialect)
-        self.open_case_of_citizen = Prepared(_OPEN_CASE_OF_CITIZEN, dialect)
-        self.new_case = Prepared(_NEW_CASE[dialect.name], dialect)
-        self.case_for_update = Prepared(_CASE_FOR_UPDATE, dialect)
-        self.set_routing = {reasons: Prepared(stmt, dialect) for reasons, stmt in _SET_ROUTING.items()}
-        self.set_card = Prepared(_SET_CARD, dialect)
-        self.case_exists = Prepared(_CASE_EXISTS, dialect)
-        self.case_by_id = Prepared(_CASE_BY_ID, dialect)
-        self.citizen_of_case = Prepared(_CITIZEN_OF_CASE, dialect)
-        self.claim = Prepared(_CLAIM, dialect)
-        self.new_audit = Prepared(_NEW_AUDIT, dialect)
-        self.undelivered_relays = Prepared(_UNDELIVERED_RELAYS, dialect)
-        self.store_answer_and_mark = (
-            Prepared(_STORE_ANSWER_AND_MARK, dialect) if dialect.name == "postgresql" else None
-        )
-
-
 def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
-    """A case read with Core or a prepared statement (no ORM identity map)."""
+    """A case read with a Core statement (no ORM identity map)."""
     values = dict(row)
     values["session"] = dict(values["session"] or {})
     values["reasons"] = list(values["reasons"] or [])
@@ -735,13 +659,6 @@ def _relay_record(row: RelayMessage) -> RelayRecord:
     )
 
 
-def _outcome(call: Callable[[], Any]) -> Outcome:
-    try:
-        return Outcome(call())
-    except Exception as error:  # noqa: BLE001 - handed to the caller of this call
-        return Outcome(error=error)
-
-
 def _utc(now: datetime) -> datetime:
     if not isinstance(now, datetime):
         raise TypeError(f"expected a datetime, not {type(now).__name__}")
@@ -750,10 +667,14 @@ def _utc(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
-def _pipeline_supported() -> bool:
-    import psycopg  # the PostgreSQL driver: only needed where PostgreSQL is used
+def _rows(db: Session, statement: Any, **params: Any) -> list[dict[str, Any]]:
+    """The rows of a Core statement, run in the session's transaction, as dicts."""
+    return [dict(row) for row in db.connection().execute(statement, params).mappings()]
 
-    return bool(psycopg.Pipeline.is_supported())
+
+def _count(db: Session, statement: Any, **params: Any) -> int:
+    """The number of rows a Core statement without RETURNING changed."""
+    return int(db.connection().execute(statement, params).rowcount)
 
 
 def _new_label(length: int) -> str:
@@ -782,7 +703,6 @@ class SqlRepository:
         self._engines = create_engines(database_url, echo=echo)
         self._engine: Engine = self._engines.read
         self._dialect = self._engines.dialect
-        self._hot = _HotPath(self._engine.dialect)
         self._read = sessionmaker(bind=self._engines.read, expire_on_commit=False)
         self._write = sessionmaker(bind=self._engines.write, expire_on_commit=False)
         self._lookup: LookupKey | None = None
@@ -792,20 +712,6 @@ class SqlRepository:
         # and are woken the moment the lock is free.
         # (reentrant, so a nested write fails in SQLite as before instead of hanging here)
         self._write_turn: threading.RLock | None = threading.RLock() if self._dialect == "sqlite" else None
-        self._batch = threading.local()  # .cursor: the transaction of the batch this thread runs
-        # a SQLite file (not an in-memory database, whose one connection the threads share)
-        sqlite_path = sqlite_file(database_url)
-        self._at_once = NonWaitingReader(sqlite_path) if sqlite_path is not None else None
-        # SQLite write batches on the event loop where they need not wait (run_batch_awaited)
-        self._at_once_writes = NonWaitingWriter(sqlite_path) if sqlite_path is not None else None
-        self._checkpointing = False  # a checkpoint on a thread, not yet done
-        self._written_since_checkpoint = 0  # calls committed on the loop since the last one
-        self._awaited = NonBlockingConnection(self._engine) if self._dialect == "postgresql" else None
-        self._pipelines = self._dialect == "postgresql" and _pipeline_supported()
-        # write batches of one-statement calls, awaited on the loop (run_batch_awaited)
-        self._awaited_writes = (
-            NonBlockingConnection(self._engine, timeout=WRITE_TIMEOUT) if self._pipelines else None
-        )
 
     def __repr__(self) -> str:  # no URL: it may carry a password
         return f"<SqlRepository {self._dialect}>"
@@ -846,14 +752,6 @@ class SqlRepository:
         migrations.require_current(self._engines)
 
     def dispose(self) -> None:
-        if self._at_once is not None:
-            self._at_once.close()
-        if self._awaited is not None:
-            self._awaited.close()
-        if self._at_once_writes is not None:
-            self._at_once_writes.close()
-        if self._awaited_writes is not None:
-            self._awaited_writes.close()
         self._engines.dispose()
 
     def ping(self) -> bool:
@@ -869,163 +767,11 @@ class SqlRepository:
 
     @contextmanager
     def _tx(self, *, write: bool) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
         self._check_cipher()
         factory = self._write if write else self._read
         with self._turn(write), factory() as session, session.begin():
             yield session
-
-    @contextmanager
-    def _raw_tx(self, *, write: bool, one_statement: bool = False) -> Iterator[Any]:
-        """A driver cursor in a transaction, for the hot path's prepared statements. A read
-        is one statement, consistent on its own: on PostgreSQL it runs in autocommit, since
-        BEGIN and COMMIT would be two more round trips per update. So does a write that is
-        ``one_statement`` (atomic on its own; anything after it may only read)."""
-        shared = getattr(self._batch, "cursor", None)
-        if shared is not None:  # inside run_batch: the batch's transaction is this call's
-            yield shared
-            return
-        self._check_cipher()
-        autocommit = one_statement or not write
-        with self._turn(write), raw_transaction(self._engine, write=write, autocommit=autocommit) as cursor:
-            yield cursor
-
-    def run_batch(self, calls: list[tuple[Callable[[], Any], bool]]) -> list[Outcome]:
-        """Run ``calls`` (each ``(call, writes)``: a method marked :func:`~storage.batch.batchable`
-        with its arguments bound) in one transaction, one commit for all; one
-        :class:`~storage.batch.Outcome` per call, in order (group commit, see
-        :mod:`storage.batch`).
-
-        If a call raises, the batch is rolled back and every call runs again in a
-        transaction of its own, so the others are stored and only that call's caller gets
-        the error. A fault of the database itself fails every call with it, at once."""
-        if len(calls) == 1:
-            return [_outcome(calls[0][0])]
-        self._lookup_key()  # may have to store the secret: in a transaction of its own
-        dbapi = self._engine.dialect.loaded_dbapi
-        try:
-            with self._raw_tx(write=any(writes for _, writes in calls)) as cursor:
-                self._batch.cursor = cursor
-                try:
-                    values = self._run_calls(cursor, [call for call, _ in calls])
-                finally:
-                    self._batch.cursor = None
-        except (dbapi.OperationalError, dbapi.InterfaceError, TimeoutError) as fault:
-            return [Outcome(error=fault)] * len(calls)
-        except Exception:  # noqa: BLE001 - one call's fault: each on its own
-            return [_outcome(call) for call, _ in calls]
-        return [Outcome(value) for value in values]
-
-    async def run_batch_awaited(self, calls: list[Callable[[], Any]]) -> list[Outcome | None] | None:
-        """A batch of writes (as for :meth:`run_batch`) run from the event loop where that
-        cannot hold it up: no hop to a thread and back, and no wait for that thread to get
-        Python's lock while the loop holds it (:mod:`storage.at_once`). One
-        :class:`~storage.batch.Outcome` per call run, and None for each call left to
-        :meth:`run_batch`; or None for the whole batch, with nothing stored, where
-        :meth:`run_batch` should run it: no lookup secret yet, or a batch of more than
-        ``AT_ONCE_MAX_CALLS`` (a backlog, which a thread serves better: the time its calls
-        spend in the driver, Python's lock released, overlaps the loop's work).
-
-        *SQLite* (a file): the whole batch, on the loop, where the write lock is free this
-        moment; None where it is not (another writer, another process), or if any call
-        raises (rolled back; :meth:`run_batch` then runs each call on its own).
-
-        *PostgreSQL*: the calls that are one statement each (their planned form), sent
-        together with BEGIN and COMMIT and awaited, the others left to :meth:`run_batch`,
-        after them (the calls of a batch were made at the same time, none waiting for
-        another, so that is an order they could have come in); so is a call whose statement
-        stored nothing and whose finish needs a further statement (a stale or missing case).
-        None where nothing was stored: a fault before sending, a statement the server refused
-        (:meth:`storage.at_once.NonBlockingConnection.run`). A fault after sending fails every
-        call it ran, as a fault of the database fails a batch in :meth:`run_batch`."""
-        if self._lookup is None:  # storing the lookup secret is a write of its own
-            return None
-        if len(calls) > AT_ONCE_MAX_CALLS:  # a backlog: a thread serves it better (see above)
-            return None
-        if self._at_once_writes is not None:
-            return self._run_batch_at_once(calls)
-        writer = self._awaited_writes
-        if writer is None:
-            return None
-        self._check_cipher()
-        planned = [planned_form(call) for call in calls]
-        chosen = [plan for plan in planned if plan is not None]
-        if not chosen:
-            return None
-        try:
-            outcomes = await writer.run(chosen)
-        except WriteFault as fault:  # may be stored or not: every caller hears of it, as from run_batch
-            error = fault.__cause__ or fault
-            outcomes = [Outcome(error=error)] * len(chosen)
-        if outcomes is None:
-            return None
-        done = iter(outcomes)
-        return [None if plan is None else next(done) for plan in planned]
-
-    def _run_batch_at_once(self, calls: list[Callable[[], Any]]) -> list[Outcome | None] | None:
-        """SQLite: the batch in one transaction on the event loop, or None (see
-        :meth:`run_batch_awaited`); a checkpoint on a thread every ``CHECKPOINT_EVERY``
-        calls committed (not commits: under load one commit holds dozens of answers)."""
-        writer, turn = self._at_once_writes, self._write_turn
-        assert writer is not None and turn is not None
-        if not turn.acquire(blocking=False):  # a thread of this process is writing
-            return None
-        try:
-            self._check_cipher()
-
-            def in_transaction(cursor: Any) -> list[Any]:
-                self._batch.cursor = cursor
-                try:
-                    return [call() for call in calls]
-                finally:
-                    self._batch.cursor = None
-
-            try:
-                values = writer.run(in_transaction)
-            except Exception:  # noqa: BLE001 - rolled back: run_batch runs each call and tells its caller
-                return None
-        finally:
-            turn.release()
-        if values is None:
-            return None
-        self._written_since_checkpoint += len(calls)
-        if self._written_since_checkpoint >= CHECKPOINT_EVERY and not self._checkpointing:
-            self._written_since_checkpoint = 0
-            self._checkpointing = True
-            asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
-        return [Outcome(value) for value in values]
-
-    def _checkpoint(self) -> None:
-        try:
-            assert self._at_once_writes is not None
-            self._at_once_writes.checkpoint()
-        except Exception as error:  # noqa: BLE001 - the next one may succeed; writers checkpoint too
-            log.warning("SQLite checkpoint failed (%s)", type(error).__name__)
-        finally:
-            self._checkpointing = False
-
-    def _run_calls(self, cursor: Any, calls: list[Callable[[], Any]]) -> list[Any]:
-        """The calls of a batch, in order, in its transaction. On PostgreSQL the calls that
-        are one statement each (a planned form, :func:`~storage.batch.planned_form`) and come
-        one after another are sent together (:func:`~storage.prepared.run_pipelined`): the
-        batch, which every concurrent update's write waits for, then waits for one round trip
-        where it waited for one per call (docs/performance.md)."""
-        values: list[Any] = []
-        waiting: list[Planned] = []
-        for call in calls:
-            planned = planned_form(call) if self._pipelines else None
-            if planned is not None:
-                waiting.append(planned)
-                continue
-            values += self._run_planned(cursor, waiting)
-            waiting = []
-            values.append(call())
-        return values + self._run_planned(cursor, waiting)
-
-    @staticmethod
-    def _run_planned(cursor: Any, calls: list[Planned]) -> list[Any]:
-        if len(calls) > 1:
-            return run_pipelined(cursor, calls)
-        return [call.run(cursor) for call in calls]
 
     @contextmanager
     def _turn(self, write: bool) -> Iterator[None]:
@@ -1124,7 +870,7 @@ class SqlRepository:
 
     def _insert_case(
         self,
-        cursor: Any,
+        db: Session,
         citizen_id: int,
         session: dict[str, Any],
         state: str,
@@ -1136,8 +882,9 @@ class SqlRepository:
         taken (a label a concurrent transaction takes meanwhile counts as taken)."""
         routed = (routing or Routing(0)).onto(Routing(0))
         for attempt in range(16):
-            rows = self._hot.new_case.rows(
-                cursor,
+            rows = _rows(
+                db,
+                _NEW_CASE[self._dialect],
                 citizen_id=citizen_id,
                 new_label=_new_label(4 if attempt < 8 else 6),
                 new_state=state,
@@ -1175,15 +922,12 @@ class SqlRepository:
             .limit(1)
         ).first()
 
-    @batchable(writes=False, at_once="snapshot_at_once")
     def snapshot(self, user_id: int, update_id: int | None) -> Snapshot:
         """What handling one update needs to read, in one statement: whether the update was
         applied already, the citizen's current case, and the citizen as stored."""
         user_key = self.user_key(user_id)
-        # Core, not the ORM: this runs for every update, and the identity map and unit of
-        # work cost more than the queries themselves (bench/inprocess.py).
-        with self._raw_tx(write=False) as cursor:
-            (row,) = self._hot.snapshot.rows(cursor, update_id=update_id, user_key=user_key)
+        with self._tx(write=False) as db:
+            (row,) = _rows(db, _SNAPSHOT, update_id=update_id, user_key=user_key)
         return self._snapshot_from_row(row, update_id)
 
     @staticmethod
@@ -1194,42 +938,19 @@ class SqlRepository:
         citizen = CitizenRecord(row["citizen_id"], int(row["citizen_chat_id"]), row["citizen_lang"])
         return Snapshot(processed, _case_record_from_row(row), citizen)
 
-    async def snapshot_at_once(self, user_id: int, update_id: int | None) -> Snapshot | None:
-        """:meth:`snapshot` on the event loop where that cannot block it, else None (the
-        caller then reads the usual way, on a thread; :mod:`storage.at_once`). A SQLite file
-        is read on the calling thread by a connection that never waits; PostgreSQL is
-        awaited on a connection of its own. The :class:`~storage.batch.Batcher` uses it
-        when no batch of reads is running."""
-        lookup = self._lookup
-        # no lookup secret yet (storing it is a write), or an in-memory SQLite database
-        # (its one connection is the threads')
-        if lookup is None or (self._at_once is None and self._awaited is None):
-            return None
-        self._check_cipher()
-        params = {"update_id": update_id, "user_key": lookup.digest(str(int(user_id)))}
-        if self._at_once is not None:
-            rows = self._at_once.rows(self._hot.snapshot, **params)
-        else:
-            assert self._awaited is not None
-            rows = await self._awaited.rows(self._hot.snapshot, **params)
-        if rows is None:
-            return None
-        (row,) = rows
-        return self._snapshot_from_row(row, update_id)
-
-    @batchable(writes=True)
     def mark_processed(self, update_id: int, now: datetime) -> bool:
         """Record an update as applied without storing anything else (a /slett with nothing
         stored, a decline); False if it was recorded already."""
-        with self._raw_tx(write=True) as cursor:
-            marked = self._hot.mark_processed.count(cursor, update_id=int(update_id), processed_at=_utc(now))
+        with self._tx(write=True) as db:
+            marked = _count(
+                db, _MARK_PROCESSED[self._dialect], update_id=int(update_id), processed_at=_utc(now)
+            )
         return marked == 1
 
     def was_processed(self, update_id: int) -> bool:
         with self._tx(write=False) as session:
             return session.get(ProcessedUpdate, update_id) is not None
 
-    @batchable(writes=True, planned="plan_apply_update")
     def apply_update(
         self,
         update_id: int | None,
@@ -1269,138 +990,91 @@ class SqlRepository:
         opens for the therapists (status "open", ``handed_over_at``). On an existing case it
         needs ``expected_version`` and ``stored_routing``, the case's routing at that version.
         """
-        planned = self.plan_apply_update(
-            update_id, user_id=user_id, chat_id=chat_id, lang=lang, session=session, state=state, now=now,
-            case_id=case_id, finished=finished, expected_version=expected_version,
-            stored_citizen=stored_citizen, routing=routing, stored_routing=stored_routing,
-        )  # fmt: skip
-        if planned is not None:  # most updates on PostgreSQL: one statement (outside a batch, in autocommit)
-            with self._raw_tx(write=True, one_statement=True) as cursor:
-                return planned.run(cursor)
         now = _utc(now)
-        user_key = self.user_key(user_id)
+        user_key = self.user_key(user_id)  # before the transaction: the first call may store the secret
         try:
-            with self._raw_tx(write=True) as cursor:
+            with self._tx(write=True) as db:
                 if update_id is not None:
-                    self._mark_new_on(cursor, update_id, now)
+                    self._mark_new(db, update_id, now)
                 if case_id is not None:  # an answer to an existing case: most updates
                     binds = _answer_binds(
                         case_id, user_key, expected_version, session, state, now, finished, routing,
                         stored_routing,
                     )  # fmt: skip
-                    return self._update_case(cursor, binds, chat_id, lang, stored_citizen)
-                citizen_id = self._ensure_citizen(cursor, user_key, chat_id, lang, now)
-                if self._hot.open_case_of_citizen.rows(cursor, citizen_id=citizen_id):
+                    return self._update_case(db, binds, chat_id, lang, stored_citizen)
+                citizen_id = self._ensure_citizen(db, user_key, chat_id, lang, now)
+                if _rows(db, _OPEN_CASE_OF_CITIZEN, citizen_id=citizen_id):
                     raise StaleSession("another update opened a case for this citizen first")
-                return self._insert_case(cursor, citizen_id, session, state, now, finished, routing)
+                return self._insert_case(db, citizen_id, session, state, now, finished, routing)
         except _AlreadyProcessed:
             return None
 
-    def plan_apply_update(
-        self,
-        update_id: int | None,
-        *,
-        user_id: int,
-        chat_id: int,
-        lang: str,
-        session: dict[str, Any],
-        state: str,
-        now: datetime,
-        case_id: int | None = None,
-        finished: bool = False,
-        expected_version: int | None = None,
-        stored_citizen: CitizenRecord | None = None,
-        routing: Routing | None = None,
-        stored_routing: Routing | None = None,
-    ) -> Planned | None:
-        """:meth:`apply_update` as one statement, where it is one: on PostgreSQL, an answer
-        to a case at a known version with nothing to change on the citizen (most updates):
-        ``_STORE_ANSWER_AND_MARK``. None otherwise."""
-        store = self._hot.store_answer_and_mark
-        if (
-            store is None
-            or update_id is None
-            or case_id is None
-            or expected_version is None
-            or stored_citizen is None
-            or (stored_citizen.chat_id, stored_citizen.lang) != (int(chat_id), lang)
-        ):
-            return None
-        binds = _answer_binds(
-            case_id, self.user_key(user_id), expected_version, session, state, _utc(now), finished, routing,
-            stored_routing,
-        )  # fmt: skip
-
-        def stored(cursor: Any, rows: list[dict[str, Any]]) -> CaseRecord | None:
-            (row,) = rows
-            if row["id"] is None:  # nothing stored, nor the update id
-                if row["processed_before"]:
-                    return None
-                self._raise_missing_or_stale(cursor, binds["case_id"], binds["user_key"])
-            names = CaseRecord.__slots__  # type: ignore[attr-defined]
-            return _stored_case(
-                {name: row[name] for name in names if name != "session"}, binds["new_session"]
-            )
-
-        return Planned(store, {"update_id": int(update_id), **binds}, stored)
-
-    def _raise_missing_or_stale(self, cursor: Any, case_id: int, user_key: str) -> NoReturn:
+    @staticmethod
+    def _raise_missing_or_stale(db: Session, case_id: int, user_key: str) -> NoReturn:
         """Why a compare-and-set on ``case_id`` matched no row: CaseNotFound if the case is
         not this citizen's (or gone), StaleSession if it changed since it was read."""
-        if not self._hot.case_owner.rows(cursor, case_id=case_id, user_key=user_key):
+        if not _rows(db, _CASE_OWNER, case_id=case_id, user_key=user_key):
             raise CaseNotFound(f"case {case_id} not found for this citizen")
         raise StaleSession("the case changed since it was read")
 
-    def _refresh_citizen(self, cursor: Any, stored: CitizenRecord, chat_id: int, lang: str) -> None:
+    @staticmethod
+    def _refresh_citizen(db: Session, stored: CitizenRecord, chat_id: int, lang: str) -> None:
         """Write the citizen's chat id and language where they differ from ``stored``: an
         unchanged identifier is not re-encrypted."""
         differs = {"chat_id": stored.chat_id != int(chat_id), "lang": stored.lang != lang}
         changed = tuple(name for name, changes in differs.items() if changes)
         if changed:
-            self._hot.update_citizen[changed].count(
-                cursor, citizen_id=stored.id, new_chat_id=str(int(chat_id)), new_lang=lang
+            _count(
+                db,
+                _UPDATE_CITIZEN[changed],
+                citizen_id=stored.id,
+                new_chat_id=str(int(chat_id)),
+                new_lang=lang,
             )
 
-    def _mark_new_on(self, cursor: Any, update_id: int, now: datetime) -> None:
+    def _mark_new(self, db: Session, update_id: int, now: datetime) -> None:
         """Record ``update_id`` as applied in this transaction; _AlreadyProcessed if it was."""
-        if self._hot.mark_processed.count(cursor, update_id=int(update_id), processed_at=now) != 1:
+        if _count(db, _MARK_PROCESSED[self._dialect], update_id=int(update_id), processed_at=now) != 1:
             raise _AlreadyProcessed
 
     def _update_case(
         self,
-        cursor: Any,
+        db: Session,
         binds: dict[str, Any],
         chat_id: int,
         lang: str,
         stored_citizen: CitizenRecord | None,
     ) -> CaseRecord:
-        """The hot path of ``apply_update`` (an answer to a case that exists; ``binds`` from
-        ``_answer_binds``): one compare-and-set UPDATE, no read of the session and no
-        decryption of it."""
-        hot = self._hot
-        store = hot.store_any_answer if binds["expected_version"] is None else hot.store_answer
-        rows = store.rows(cursor, **binds)
+        """``apply_update`` for an answer to a case that exists (``binds`` from
+        ``_answer_binds``): one compare-and-set UPDATE, then the citizen's chat id and
+        language where they changed."""
+        store = _STORE_ANY_ANSWER if binds["expected_version"] is None else _STORE_ANSWER
+        rows = _rows(db, store, **binds)
         user_key = binds["user_key"]
         if not rows:
-            self._raise_missing_or_stale(cursor, binds["case_id"], user_key)
+            self._raise_missing_or_stale(db, binds["case_id"], user_key)
         if stored_citizen is None:
-            (stored,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
+            (stored,) = _rows(db, _CITIZEN_BY_USER_KEY, user_key=user_key)
             stored_citizen = _citizen_from_row(stored)
-        self._refresh_citizen(cursor, stored_citizen, chat_id, lang)
+        self._refresh_citizen(db, stored_citizen, chat_id, lang)
         return _stored_case(rows[0], binds["new_session"])
 
-    def _ensure_citizen(self, cursor: Any, user_key: str, chat_id: int, lang: str, now: datetime) -> int:
+    def _ensure_citizen(self, db: Session, user_key: str, chat_id: int, lang: str, now: datetime) -> int:
         """The citizen's id, created if missing; a stored citizen's chat id and language are
         brought up to date."""
-        hot = self._hot
-        created = hot.new_citizen.rows(
-            cursor, new_user_key=user_key, new_chat_id=str(int(chat_id)), new_lang=lang, now=now
+        created = _rows(
+            db,
+            _NEW_CITIZEN[self._dialect],
+            new_user_key=user_key,
+            new_chat_id=str(int(chat_id)),
+            new_lang=lang,
+            now=now,
         )
         if created:
             return int(created[0]["id"])
-        (row,) = hot.citizen_by_user_key.rows(cursor, user_key=user_key)
+        (row,) = _rows(db, _CITIZEN_BY_USER_KEY, user_key=user_key)
         stored = _citizen_from_row(row)
-        self._refresh_citizen(cursor, stored, chat_id, lang)
+        self._refresh_citizen(db, stored, chat_id, lang)
         return stored.id
 
     def delete_citizen(self, user_id: int) -> int:
@@ -1415,7 +1089,6 @@ class SqlRepository:
             case_ids = list(db.scalars(select(Case.id).where(col(Case.citizen_id).in_(citizen_ids))).all())
             relays, cases = self._delete_cases(db, case_ids)
             citizens = self._conditional_update(db, delete(Citizen).where(col(Citizen.id).in_(citizen_ids)))
-        self._cipher.forget_recent()  # no plaintext of theirs stays in memory either
         return relays + cases + citizens
 
     def _delete_cases(self, db: Session, case_ids: list[int]) -> tuple[int, int]:
@@ -1437,7 +1110,6 @@ class SqlRepository:
 
     # --- routing and the therapists' queue -------------------------------------------------
 
-    @batchable(writes=True)
     def set_routing(self, case_id: int, priority: int, reasons: Iterable[str], now: datetime) -> CaseRecord:
         """Raise (never lower) the case's priority and add ``reasons``, on their own (a
         citizen's answer stores the routing it raises with it: ``apply_update``). The first
@@ -1445,8 +1117,8 @@ class SqlRepository:
         (status "open", ``handed_over_at``). Raises the case's version, as an answer does."""
         asked = Routing(int(priority), tuple(reasons))
         now = _utc(now)
-        with self._raw_tx(write=True) as cursor:
-            rows = self._hot.case_for_update.rows(cursor, case_id=case_id)
+        with self._tx(write=True) as db:
+            rows = _rows(db, _CASE_FOR_UPDATE, case_id=case_id)
             if not rows:
                 raise CaseNotFound(f"case {case_id} not found")
             record = _case_record_from_row(rows[0])
@@ -1462,8 +1134,9 @@ class SqlRepository:
                 "handed_over_at": handed_over_at,
                 "status": STATUS_OPEN if opens else record.status,
             }
-            self._hot.set_routing[reasons_change].count(  # re-encrypted only on change
-                cursor,
+            _count(  # the reasons re-encrypted only on change
+                db,
+                _SET_ROUTING[reasons_change],
                 case_id=case_id,
                 new_priority=values["priority"],
                 now=now,
@@ -1473,17 +1146,14 @@ class SqlRepository:
             )
             return replace(record, **values, reasons=list(merged.reasons), version=record.version + 1)
 
-    @batchable(writes=True)
     def set_card(self, case_id: int, message_id: int | None, *, replacing: int | None = None) -> bool:
         """Remember the message id of the case card in the therapists' chat, if the stored
         card is still ``replacing`` (None: the case had no card). False if another card was
         stored meanwhile (another bot instance posted one): then nothing changes."""
-        # prepared statements: every handover and every refreshed card stores its message id
-        with self._raw_tx(write=True) as cursor:
-            hot = self._hot
-            if hot.set_card.count(cursor, case_id=case_id, replacing=replacing, new_card=message_id) == 1:
+        with self._tx(write=True) as db:
+            if _count(db, _SET_CARD, case_id=case_id, replacing=replacing, new_card=message_id) == 1:
                 return True
-            if not hot.case_exists.rows(cursor, case_id=case_id):
+            if not _rows(db, _CASE_EXISTS, case_id=case_id):
                 raise CaseNotFound(f"case {case_id} not found")
             return False
 
@@ -1500,10 +1170,8 @@ class SqlRepository:
     def claim(self, case_id: int, therapist_id: int, now: datetime) -> bool:
         """Compare-and-set: exactly one caller wins an open, unclaimed case, also across
         processes (a single conditional UPDATE; the row lock serialises the racers)."""
-        with self._raw_tx(write=True, one_statement=True) as cursor:
-            won = self._hot.claim.count(
-                cursor, case_id=case_id, therapist_id=int(therapist_id), now=_utc(now)
-            )
+        with self._tx(write=True) as db:
+            won = _count(db, _CLAIM, case_id=case_id, therapist_id=int(therapist_id), now=_utc(now))
         return won == 1
 
     def release(self, case_id: int, therapist_id: int, now: datetime) -> bool:
@@ -1550,8 +1218,7 @@ class SqlRepository:
         It raises the case's version, as claims, answers and routings do: every write to a
         case but its card's message id (``set_card``, which nothing is decided from) does,
         so a citizen's update decided from the case as it was before is refused and decided
-        again (``apply_update``), also when it was decided from the case as this process
-        remembers storing it (``bot.citizens``)."""
+        again (``apply_update``)."""
         with self._tx(write=True) as db:
             stmt = (
                 update(Case)
@@ -1572,8 +1239,8 @@ class SqlRepository:
 
     def citizen_for_case(self, case_id: int) -> CitizenRecord | None:
         """Whom to write to about a case (None once the citizen deleted their data)."""
-        with self._raw_tx(write=False) as cursor:
-            rows = self._hot.citizen_of_case.rows(cursor, case_id=case_id)
+        with self._tx(write=False) as db:
+            rows = _rows(db, _CITIZEN_OF_CASE, case_id=case_id)
         return _citizen_from_row(rows[0]) if rows else None
 
     def open_cases(self) -> list[CaseRecord]:
@@ -1613,8 +1280,8 @@ class SqlRepository:
             return [WaitingCase(*row) for row in rows]
 
     def case(self, case_id: int) -> CaseRecord | None:
-        with self._raw_tx(write=False) as cursor:
-            rows = self._hot.case_by_id.rows(cursor, case_id=case_id)
+        with self._tx(write=False) as db:
+            rows = _rows(db, _CASE_BY_ID, case_id=case_id)
         return _case_record_from_row(rows[0]) if rows else None
 
     def case_by_label(self, label: str) -> CaseRecord | None:
@@ -1674,10 +1341,8 @@ class SqlRepository:
 
     def audit(self, actor: str, action: str, case_id: int | None, now: datetime) -> int:
         """Append an audit event (no health data, no citizen identifiers). Returns its id."""
-        with self._raw_tx(write=True, one_statement=True) as cursor:
-            (row,) = self._hot.new_audit.rows(
-                cursor, now=_utc(now), actor=str(actor), action=action, case_id=case_id
-            )
+        with self._tx(write=True) as db:
+            (row,) = _rows(db, _NEW_AUDIT, now=_utc(now), actor=str(actor), action=action, case_id=case_id)
         return int(row["id"])
 
     def audit_log(self, *, actor: str | None = None, case_id: int | None = None) -> list[AuditRecord]:
@@ -1752,8 +1417,8 @@ class SqlRepository:
 
     def undelivered_relays(self, case_id: int) -> list[RelayRecord]:
         """Messages of the case not yet delivered, oldest first."""
-        with self._raw_tx(write=False) as cursor:
-            rows = self._hot.undelivered_relays.rows(cursor, case_id=case_id)
+        with self._tx(write=False) as db:
+            rows = _rows(db, _UNDELIVERED_RELAYS, case_id=case_id)
         return [RelayRecord(**row) for row in rows]
 
     def mark_delivered(self, ids: Iterable[int], now: datetime) -> int:
@@ -1941,7 +1606,6 @@ class SqlRepository:
                     return step(db)
 
             counts = self._purge(run, cutoff, audit_cutoff, batch_size)
-            self._cipher.forget_recent()  # no plaintext of what went stays in memory either
         else:
             outcome: dict[str, int] = {}
             try:

@@ -72,28 +72,3 @@ def test_a_connection_dropped_while_in_use_fails_once_then_work_resumes(named_re
             failures += 1
     assert failures <= 1
     assert repo.snapshot(77, 99).case.session == {"n": 5}
-
-
-async def test_a_dropped_awaited_connection_is_replaced_before_a_write_is_sent_on_it(
-    named_repo, database_url, monkeypatch
-):
-    """The write batches awaited on the event loop (storage/at_once.py) ping their connection
-    after it was idle, as the pool does: a server restart costs no failed update there."""
-    from storage import Batcher, CitizenRecord
-
-    repo, name = named_repo
-    batcher = Batcher(repo)
-    case = repo.apply_update(1, user_id=77, chat_id=77, lang="nb", session={}, state="intro", now=NOW)
-    citizen = CitizenRecord(case.citizen_id, 77, "nb")
-    for update_id in (2, 3):
-        case = await batcher(
-            repo.apply_update, update_id, user_id=77, chat_id=77, lang="nb", session={"n": update_id},
-            state="screening", now=NOW, case_id=case.id, expected_version=case.version,
-            stored_citizen=citizen,
-        )  # fmt: skip
-        if update_id == 2:
-            assert batcher.awaited == 1  # the awaited connection is made and used
-            assert _drop_connections(database_url, name) >= 1
-            monkeypatch.setattr(engine_module, "PING_AFTER_IDLE", 0.0)
-    assert batcher.awaited == 2  # the second write went the same way, on a new connection
-    assert repo.snapshot(77, 99).case.session == {"n": 3}

@@ -262,8 +262,8 @@ def test_an_answer_stored_without_a_version_keeps_a_claim(repo):
 
 def test_every_write_to_a_case_but_its_card_raises_the_version(repo):
     """What a citizen's update is decided from (session, routing, status, who holds the
-    case) only changes with the version, so a decision from an older copy, read or
-    remembered, is refused (H22). The card's message id is not decided from."""
+    case) only changes with the version, so a decision from an older read is refused
+    (H16, H21). The card's message id is not decided from."""
     case = new_case(repo, 1)
     version = case.version
 
@@ -803,24 +803,9 @@ def test_relay_messages(repo):
         repo.add_relay(case.id, "sideways", "x", NOW)
 
 
-def test_deleting_a_citizen_or_purging_leaves_no_plaintext_remembered(repo, cipher):
-    """The cipher remembers recent plaintexts in memory (storage.crypto); what is deleted
-    from the database must not linger there either."""
-    new_case(repo, session={"state": "q1", "answers": {}, "free_text": SECRET_TEXT})
-    assert repo.snapshot(USER_ID, None).case is not None
-    assert cipher.remembered > 0
-    repo.delete_citizen(USER_ID)
-    assert cipher.remembered == 0
-
-    new_case(repo, 2, user_id=OTHER_USER)
-    assert cipher.remembered > 0
-    repo.purge(NOW, retention_days=90)
-    assert cipher.remembered == 0
-
-
 def test_an_answer_as_the_bot_stores_it_is_applied_once_and_only_at_its_version(repo):
     """The path every answer takes in the bot (the citizen as read with the case, nothing of
-    theirs changed; on PostgreSQL one statement): stored once, its update id with it; a
+    theirs changed): stored once, its update id with it; a
     redelivery, an answer decided from an older version and someone else's case store
     nothing, not even the update id."""
     new_case(repo, 1)

@@ -12,5 +12,4 @@ def test_json_lines_carry_level_logger_and_message(capsys):
     assert entry["level"] == "ERROR" and entry["logger"] == "bot.citizens"
     assert entry["message"] == "citizen update failed: OperationalError"
     assert logging.getLogger("httpx").level == logging.WARNING  # its URLs carry the token
-    assert logging.getLogger("aiohttp").level == logging.WARNING  # the Bot API calls go through it
     logs.configure("WARNING", "text")
