@@ -29,6 +29,7 @@ from handoff.ports import Messenger, RecipientGone
 from handoff.service import HandoffFailed, HandoffService
 from storage import CaseNotFound, CitizenRecord, Routing, Snapshot, StaleSession
 
+from . import metrics
 from .remembered import RememberedCases
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class CitizenService:
             log.info("citizen unreachable (blocked the bot)")
         except Exception as error:  # noqa: BLE001 - fail safe, whatever went wrong
             log.error("citizen update failed: %s", type(error).__name__, exc_info=_trace(error))
+            metrics.count_error(error, telegram=False)  # Telegram's are counted in the outbox
             await self.apologise(who.chat_id, lang)
             if first_aid is not None:
                 await self.handoff.alert_unrecorded_risk()
