@@ -228,11 +228,15 @@ def _port_free(port: int) -> None:
 def _reach_telegram(loop: asyncio.AbstractEventLoop, settings: Settings) -> bool:
     """Wait for Telegram's answer to getMe, before anything is created on disk; False when
     stopped (SIGTERM, Ctrl-C) meanwhile. A rejected token raises ConfigError."""
+    from bot.proxy import proxy_for, shown
     from bot.startup import reach_telegram
     from bot.telegram import build_application
 
     # built as the running bot's is, so its HTTP client and proxy are the ones tried here
     probe = build_application(settings.token(), settings.telegram_api_base_url)
+    proxy = proxy_for(settings.telegram_api_base_url)
+    if proxy is not None:
+        logging.getLogger("bot").info("requests to Telegram go through the proxy %s", shown(proxy))
     waiting = loop.create_task(reach_telegram(probe.bot))
     stops = (signal.SIGTERM, signal.SIGINT)
     for sig in stops:

@@ -26,7 +26,7 @@ from telegram.ext import (
 from bot import metrics
 from bot.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
-from bot.http import AiohttpRequest
+from bot.proxy import telegram_request
 from bot.updates import PerChatUpdateProcessor
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
@@ -239,8 +239,8 @@ def build_application(
         .base_url(base_url)
         .post_init(post_init)
         .concurrent_updates(PerChatUpdateProcessor())
-        .request(AiohttpRequest())
-        .get_updates_request(AiohttpRequest(connection_pool_size=1))
+        .request(telegram_request(base_url))
+        .get_updates_request(telegram_request(base_url, connection_pool_size=1))
     )
     if on_stop is not None:
         builder = builder.post_shutdown(on_stop)
