@@ -231,3 +231,69 @@ def test_python_telegram_bots_default_request_honours_the_proxy_variables(monkey
     for request in app.bot._request:
         assert isinstance(request, HTTPXRequest)
         assert _proxied(request, API + "123:x/getMe")
+
+
+# --- settings and start-up -----------------------------------------------------------------
+
+
+def test_secrets_never_show_in_repr_or_errors(monkeypatch):
+    from bot.config import Settings
+
+    settings = Settings(
+        telegram_bot_token="123:VerySecretToken",
+        triage_encryption_keys="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
+        webhook_secret="hook-secret-0123456789",
+        database_url="postgresql+psycopg://rph:dbpassword@db:5432/rph",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    shown_ = repr(settings) + str(settings)
+    for secret in ("VerySecretToken", "a2V5a2V5", "hook-secret", "dbpassword"):
+        assert secret not in shown_
+    assert settings.token() == "123:VerySecretToken"
+
+
+def test_every_bad_setting_is_reported_at_once(monkeypatch):
+    from bot.config import ConfigError, load_settings
+
+    monkeypatch.setenv("MIN_AGE", "twelve")
+    monkeypatch.setenv("RETENTION_DAYS", "0")
+    monkeypatch.setenv("TRIAGE_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert [problem.split(":")[0] for problem in caught.value.problems] == [
+        "TRIAGE_TIMEZONE",
+        "MIN_AGE",
+        "RETENTION_DAYS",
+    ]
+
+
+async def test_telegram_is_asked_again_with_growing_pauses(caplog):
+    from telegram.error import InvalidToken, NetworkError
+
+    from bot.config import ConfigError
+    from bot.startup import reach_telegram
+
+    class Bot:
+        token = "123:TokenInTheUrl"
+        bot = "me"
+
+        def __init__(self, failures: list[Exception]) -> None:
+            self.failures = failures
+
+        async def initialize(self) -> None:
+            if self.failures:
+                raise self.failures.pop(0)
+
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    failures: list[Exception] = [NetworkError("httpx.ConnectError: refused")] * 4
+    assert await reach_telegram(Bot(failures), first=1, most=4, sleep=sleep) == "me"
+    assert pauses == [1, 2, 4, 4]
+    attempts = [r.getMessage() for r in caplog.records if "not reachable" in r.getMessage()]
+    assert len(attempts) == 4 and all("\n" not in line for line in attempts)
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN: Telegram rejected the token") as caught:
+        await reach_telegram(Bot([InvalidToken("The token `123:TokenInTheUrl` was rejected")]), sleep=sleep)
+    assert "TokenInTheUrl" not in str(caught.value)
