@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,13 +34,16 @@ def create_app(
     database_ready: bool = True,
     housekeeping: bool = False,
     own_signals: bool = False,
+    metrics_socket: socket.socket | None = None,
 ) -> tuple[Application, Services]:
     """The PTB application with every handler installed, and the services behind it.
     With ``escalation_interval`` None no background escalation loop runs (tests tick it).
     ``database_ready`` False starts a background retry of the schema check;
     ``housekeeping`` runs the daily retention purge; ``own_signals`` makes SIGTERM and SIGINT
-    stop the bot within seconds however much is queued (run it with ``stop_signals=None``)."""
+    stop the bot within seconds however much is queued (run it with ``stop_signals=None``);
+    ``metrics_socket`` (bound by the caller) serves /healthz, /readyz and /metrics."""
     background: list[asyncio.Task] = []
+    health: list[Any] = []
 
     async def stop_soon() -> None:
         # PTB's stop waits for every fetched update to be handled, and each waits for its
@@ -60,17 +64,22 @@ def create_app(
         if housekeeping:
             purge = database.purge_daily(store, settings, clock)
             background.append(asyncio.create_task(purge))
+        if metrics_socket is not None:
+            health.append(_health_server(metrics_socket, app, store, outbox, services, settings, clock))
+            await health[0].start()
 
     async def on_stop(app: Application) -> None:
         for task in background:
             task.cancel()
+        for server in health:
+            await server.stop()
         # what has not left by then is dropped and logged as a count
         await outbox.stop(timeout=SHUTDOWN_DELIVERY_SECONDS)
         if outbox.not_sent_at_shutdown:
             log.warning("stopped with %d message(s) undelivered", outbox.not_sent_at_shutdown)
 
     app = build_application(
-        settings.telegram_bot_token, settings.telegram_api_base_url, on_start=on_start, on_stop=on_stop
+        settings.token(), settings.telegram_api_base_url, on_start=on_start, on_stop=on_stop
     )
     # Every message leaves through one priority queue: crisis replies and cards first, within
     # Telegram's flood limits. Cards may overtake routine cards in the group (order there
@@ -79,3 +88,30 @@ def create_app(
     services = build_services(settings, store, outbox, clock=clock)
     TelegramHandlers(services.citizens, services.desk, outbox, settings.therapist_user_ids).install(app)
     return app, services
+
+
+def _health_server(
+    sock: socket.socket,
+    app: Application,
+    store: Any,
+    outbox: Outbox,
+    services: Services,
+    settings: Settings,
+    clock: Callable[[], datetime],
+) -> Any:
+    from bot.health import HealthServer, Telegram
+
+    def opening() -> bool:
+        return settings.hours.is_open(clock().astimezone(settings.timezone))
+
+    telegram = Telegram(app.bot)
+    telegram.answered()  # post_init runs after getMe and setMyCommands have been answered
+    return HealthServer(
+        sock,
+        store,
+        telegram,
+        outbox=outbox,
+        escalate_after=services.escalator.limits,
+        opening=opening,
+        clock=clock,
+    )

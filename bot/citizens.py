@@ -27,6 +27,8 @@ from handoff.ports import Messenger, MessengerClosed, RecipientGone, StoreRunner
 from handoff.service import HandoffFailed, HandoffService
 from storage import Routing, StaleSession
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 STALE_RETRIES = 5
@@ -116,6 +118,7 @@ class CitizenService:
             log.info("shutting down: the reply to an update was not sent")
         except Exception as error:  # noqa: BLE001 - fail safe, whatever went wrong
             log.error("citizen update failed: %s", type(error).__name__, exc_info=_trace(error))
+            metrics.count_error(error, telegram=False)  # Telegram's are counted in the outbox
             await self.apologise(who.chat_id, lang)
             if first_aid is not None or self.flow.risk_in(event):
                 await self.handoff.alert_unrecorded_risk()

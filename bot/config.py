@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from handoff.hours import OpeningHours
@@ -19,16 +19,22 @@ DEFAULT_DATABASE_URL = "sqlite:///data/triage.db"
 
 
 class ConfigError(Exception):
-    """A one-line, human-readable configuration problem naming the variable."""
+    """Configuration problems, each one line naming the variable; ``str()`` joins them with
+    "; " so a single problem reads as before."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = [problem for problem in problems if problem]
+        super().__init__("; ".join(self.problems))
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    telegram_bot_token: str = ""
+    # secrets are SecretStr: repr(), str() and error messages show '**********'
+    telegram_bot_token: SecretStr = SecretStr("")
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     database_url: str = DEFAULT_DATABASE_URL
-    triage_encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    triage_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     therapist_chat_id: int | None = None
     therapist_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     triage_timezone: str = "Europe/Oslo"
@@ -47,8 +53,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     webhook_url: str = ""
-    webhook_secret: str = ""
+    webhook_secret: SecretStr = SecretStr("")
     port: int = 8080
+    # /healthz, /readyz and /metrics (bot/health.py); off unless a port is given
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("triage_encryption_keys", mode="before")
     @classmethod
@@ -64,10 +73,17 @@ class Settings(BaseSettings):
             return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
         return value
 
-    @field_validator("therapist_chat_id", mode="before")
+    @field_validator("therapist_chat_id", "metrics_port", mode="before")
     @classmethod
-    def _empty_chat(cls, value: object) -> object:
+    def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _valid_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port between 1 and 65535")
+        return value
 
     @field_validator("triage_timezone")
     @classmethod
@@ -98,6 +114,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a number of days between 1 and 3650")
         return value
 
+    def token(self) -> str:
+        """The bot token in clear, for the Bot API client only."""
+        return self.telegram_bot_token.get_secret_value()
+
+    def encryption_keys(self) -> list[str]:
+        """The Fernet keys in clear, for :class:`storage.Cipher` only."""
+        return [key.get_secret_value() for key in self.triage_encryption_keys]
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        # DATABASE_URL may carry a password: shown as the check shows it
+        for name, value in super().__repr_args__():
+            yield name, (_safe_url(value) if name == "database_url" else value)
+
     @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.triage_timezone)
@@ -117,10 +146,38 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment; a bad value raises ConfigError naming the variable."""
+    """Settings from the environment; bad values raise one ConfigError naming every
+    variable at fault (each problem one line, the value itself never quoted)."""
+    settings, problems = read_settings(**overrides)
+    if problems:
+        raise ConfigError(*problems)
+    return settings
+
+
+def read_settings(**overrides: object) -> tuple[Settings, list[str]]:
+    """Settings and the problems found: a malformed variable is reported and left at its
+    default, so that checks of the others (what ``run`` requires) can report theirs too."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides), []  # type: ignore[arg-type]
     except ValidationError as error:
-        first = error.errors()[0]
-        variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
-        raise ConfigError(f"{variable}: {first['msg']}") from None
+        problems: dict[str, str] = {}
+        for entry in error.errors(include_input=False, include_url=False):
+            field = str(entry["loc"][0]) if entry["loc"] else ""
+            message = str(entry["msg"]).removeprefix("Value error, ")
+            problems.setdefault(field, f"{field.upper() or 'configuration'}: {message}")
+    fallback = {
+        name: Settings.model_fields[name].get_default(call_default_factory=True)
+        for name in problems
+        if name in Settings.model_fields
+    }
+    try:
+        settings = Settings(**{**overrides, **fallback})  # type: ignore[arg-type]
+    except ValidationError:  # pragma: no cover - defaults are valid
+        settings = Settings.model_construct()
+    return settings, list(problems.values())
+
+
+def _safe_url(url: object) -> object:
+    from storage.engine import safe_url
+
+    return safe_url(str(url))

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import metrics
 from bot.config import ConfigError
 from storage import KeysDoNotMatch, SchemaOutdated
 
@@ -32,6 +33,7 @@ def prepare(repo: Any) -> bool:
     except (SchemaOutdated, KeysDoNotMatch) as error:
         raise ConfigError(str(error)) from None
     except (SQLAlchemyError, OSError) as error:
+        metrics.count_error(error)
         log.error(
             "database not reachable at start (%s); answering with crisis numbers meanwhile",
             type(error).__name__,
@@ -68,8 +70,10 @@ async def purge_daily(
                 settings.retention_days,
                 audit_retention_days=settings.audit_retention_days,
             )
+            metrics.purged()
             for line in report.lines():
                 log.info("retention: %s", line)
         except Exception as error:  # noqa: BLE001 - try again tomorrow, keep serving
+            metrics.count_error(error)
             log.error("retention purge failed: %s", type(error).__name__)
         await asyncio.sleep(interval)

@@ -61,6 +61,7 @@ from telegram import InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
+from bot import metrics
 from flows.model import Option
 from handoff.ports import MessengerClosed, RecipientGone  # declared by the port; re-exported here
 
@@ -606,6 +607,7 @@ class Outbox:
 
     def _failed(self, job: _Job, chat: _Chat, exc: Exception, now: float) -> float | None:
         """Resolve the job's future with the error, or return seconds until a retry."""
+        metrics.count_error(exc)
         if isinstance(exc, RetryAfter):
             seconds = _retry_after_seconds(exc) + _EPSILON
             self._flood(job.chat_id, seconds, now)

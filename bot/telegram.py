@@ -23,6 +23,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot import metrics
 from bot.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
 from bot.updates import PerChatUpdateProcessor
@@ -198,6 +199,7 @@ class TelegramHandlers:
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("unhandled error: %s", type(context.error).__name__)
+        metrics.count_error(context.error, telegram=update is None)  # else counted in the outbox
         if isinstance(update, Update) and update.effective_chat and update.effective_chat.type == "private":
             lang = messages.language_for(
                 update.effective_user.language_code if update.effective_user else None

@@ -1797,6 +1797,34 @@ class SqlRepository:
             ]
 
 
+    def monitoring_figures(self) -> MonitoringFigures:
+        """What ``/metrics`` shows of the store (bot/metrics.py): per priority the handed-over
+        cases not closed, the earliest handover of those nobody has claimed, and how many
+        therapists are on duty. Read-only; columns in clear only, grouped by the database,
+        so a scrape costs one short read however many cases are open."""
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                select(
+                    _CASES.c.priority,
+                    _CASES.c.status,
+                    func.count(),
+                    func.min(_CASES.c.handed_over_at),
+                )
+                .where(
+                    _CASES.c.status.in_((STATUS_OPEN, STATUS_CLAIMED)),
+                    _CASES.c.priority >= HANDOFF_PRIORITY,
+                )
+                .group_by(_CASES.c.priority, _CASES.c.status)
+            ).all()
+            on_duty = db.scalar(select(func.count()).select_from(Duty).where(col(Duty.on_duty).is_(True)))
+        figures = MonitoringFigures(on_duty=int(on_duty or 0))
+        for priority, status, count, earliest in rows:
+            figures.open_cases[priority] = figures.open_cases.get(priority, 0) + count
+            if status == STATUS_OPEN and earliest is not None:
+                figures.oldest_unclaimed[priority] = earliest
+        return figures
+
+
 def _has_case() -> Any:
     return exists().where(Case.citizen_id == Citizen.id)
 
@@ -1818,3 +1846,12 @@ def _encrypted_columns() -> list[tuple[Table, list[str]]]:
         if names:
             found.append((table, names))
     return found
+
+
+@dataclass
+class MonitoringFigures:
+    """:meth:`SqlRepository.monitoring_figures`: counts and timestamps only, no case."""
+
+    on_duty: int = 0
+    open_cases: dict[int, int] = field(default_factory=dict)  # priority -> open or claimed
+    oldest_unclaimed: dict[int, datetime] = field(default_factory=dict)  # priority -> handed over

@@ -22,7 +22,7 @@ def cipher_from(settings: Settings):  # -> storage.Cipher
     if not settings.triage_encryption_keys:
         raise ConfigError("TRIAGE_ENCRYPTION_KEYS: required (the keys the bot runs with)")
     try:
-        return Cipher(settings.triage_encryption_keys)
+        return Cipher(settings.encryption_keys())
     except InvalidKeys as error:
         raise ConfigError(f"TRIAGE_ENCRYPTION_KEYS: {error}") from None
 

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     try:
-        cipher = Cipher(settings.triage_encryption_keys)
+        cipher = Cipher(settings.encryption_keys())
     except InvalidKeys as error:
         raise ConfigError(f"TRIAGE_ENCRYPTION_KEYS: {error}") from None
     repo = SqlRepository(settings.database_url, cipher)

@@ -78,7 +78,7 @@ def _configuration(checks: _Checks) -> Settings | None:
     except ConfigError as error:
         checks.add("configuration", False, str(error))
         return None
-    checks.secrets += [settings.telegram_bot_token, *settings.triage_encryption_keys]
+    checks.secrets += [settings.token(), *settings.encryption_keys()]
     try:
         check_run_settings(settings)
     except ConfigError as error:
@@ -111,7 +111,7 @@ def _database(checks: _Checks, settings: Settings | None) -> Any:
         checks.add("database", False, f"{where}: the file does not exist (run `python -m bot migrate`)")
         return None
     try:
-        cipher = Cipher(settings.triage_encryption_keys)
+        cipher = Cipher(settings.encryption_keys())
     except InvalidKeys:
         cipher = Cipher([Cipher.generate_key()])  # only to connect; the keys check says why
     repo = None
@@ -153,7 +153,7 @@ def _keys(checks: _Checks, settings: Settings | None, repo: Any, schema_ok: bool
     if not settings.triage_encryption_keys:
         return checks.add("keys", False, "TRIAGE_ENCRYPTION_KEYS is not set")
     try:
-        Cipher(settings.triage_encryption_keys)
+        Cipher(settings.encryption_keys())
     except InvalidKeys as error:
         return checks.add("keys", False, f"TRIAGE_ENCRYPTION_KEYS: {error}")
     if repo is None:
@@ -206,7 +206,7 @@ def _call(settings: Settings, method: str, params: dict[str, Any]) -> tuple[bool
     """POST a Bot API method; (True, result) or (False, a reason without the token)."""
     import httpx
 
-    url = f"{settings.telegram_api_base_url}{settings.telegram_bot_token}/{method}"
+    url = f"{settings.telegram_api_base_url}{settings.token()}/{method}"
     try:
         response = httpx.post(url, json=params, timeout=TELEGRAM_TIMEOUT)
     except httpx.HTTPError as error:

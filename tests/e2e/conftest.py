@@ -61,6 +61,8 @@ async def standin() -> AsyncIterator[TelegramStandIn]:
 @pytest.fixture
 def bot_env(tmp_path: Path, standin: TelegramStandIn, database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "TRIAGE_", "THERAPIST_"))}
+    # the stand-in is on 127.0.0.1: a proxy of the developer's or CI's must not be asked
+    env = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
     env.update(
         TELEGRAM_BOT_TOKEN=standin.token,
         TELEGRAM_API_BASE_URL=standin.base_url,

@@ -231,7 +231,7 @@ async def test_audit_log_records_every_access(running, standin, database_url, bo
     actions = [event.action for event in running.repo.audit_log(actor=str(KARI))]
     for expected in ("claim", "view_summary", "relay_start", "view_queue", "close", "relay_end"):
         assert expected in actions
-    env = dict(bot_env, TRIAGE_ENCRYPTION_KEYS=",".join(running.settings.triage_encryption_keys))
+    env = dict(bot_env, TRIAGE_ENCRYPTION_KEYS=",".join(running.settings.encryption_keys()))
     label = card.content.split("Sak ")[1].split()[0]
     out = subprocess.run(
         [sys.executable, "-m", "bot", "audit", "--case", label],

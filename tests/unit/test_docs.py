@@ -24,7 +24,9 @@ def test_readme_diagram_is_drawn_from_the_state_machine():
 def test_readme_opens_with_the_two_newcomer_commands():
     head = README.read_text("utf-8").split("---")[0]
     assert "pip install -e . && python -m bot chat" in head
-    assert 'pip install -e ".[dev]" && python -m pytest' in head
+    assert 'pip install -c constraints.txt -e ".[dev]" && python -m pytest' in head
+    # the same install CI makes
+    assert 'pip install --quiet -c constraints.txt -e ".[dev]"' in (ROOT / ".ci" / "run").read_text("utf-8")
 
 
 def test_every_command_in_the_readme_exists(capsys):
