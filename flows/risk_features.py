@@ -27,7 +27,9 @@ from flows.risk_lexicon import CLAUSE, lemma, lexicon, sentences
 
 WINDOW = 6  # sentences per window: a short message is read whole, a long one in parts
 _ANSWERED_NO = 8  # words: a sentence this short ending in a negation is answered no
-_NEG_SCOPE = 4  # words after a negation that it covers ("ikke lyst til å dø")
+_NEG_SCOPE = (
+    5  # words after a negation that it covers ("ikke lyst til å dø", "no thoughts of ending my life")
+)
 MEANS = (
     "means_med", "means_poison", "means_rope", "means_gun", "means_exhaust", "means_charcoal",
     "means_height", "means_water", "means_train", "means_blade", "means_vehicle",
@@ -115,7 +117,7 @@ def facts(s: Sentence) -> set[str]:
     drug = "means_med" in c or "means_poison" in c
     if drug and "took" in c and "took" not in s.negated:
         out.add("drug_taken")
-        if c & {"quantity", "now", "just_past", "unconscious"}:
+        if c & {"quantity", "now", "just_past", "unconscious", "symptom"}:
             out.add("drug_taken_now")
     if drug and c & {"quantity"} and c & {"search"}:
         out.add("drug_search")

@@ -42,7 +42,9 @@ _SENTENCE_END = re.compile(
     "[.!?;\u2026\n\r\u2028\u2029\u203c\u2047-\u2049\u00a1\u00bf\u3002\uff01\uff1f"
     "\u2600-\u27bf\U0001f000-\U0001faff]+"
 )
-_JOKE_EMOJI = re.compile("[\U0001f602\U0001f923\U0001f606\U0001f605\U0001f61c\U0001f61d\U0001f92a]")
+_JOKE_EMOJI = re.compile(
+    "[\U0001f602\U0001f923\U0001f606\U0001f605\U0001f61c\U0001f61d\U0001f92a\U0001f648\U0001f643\U0001f624\U0001f973]"
+)
 _STRETCHED = re.compile(r"([a-z])\1{2,}")
 
 

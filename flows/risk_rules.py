@@ -68,7 +68,7 @@ def acute(window: list[Sentence]) -> Acute | None:
             or "number" in c
             or context & (_DEATH | {"unconscious"})
         )
-        if strong or (c & {"just_past", "now"} and context & {"just_past"}):
+        if strong or context & {"symptom", "substance"}:
             return Acute("poison_taken", True, _about(s))
     if "overdose" in c and took:
         return Acute("overdose_taken", True, _about(s))
@@ -148,6 +148,8 @@ def cancelled(window: list[Sentence]) -> str | None:
 
     * "past": the window speaks of the past or of recovery ("for ti år siden", "years ago …
       better now") and nowhere of again, a plan, a decision or the just-past;
+    * "medicine": medicine taken and nothing alarming with it: no quantity, no symptom, no
+      alcohol, nothing that speaks of risk ("just took my evening meds");
     * "joke": a joke marker with a hypothetical ("if I have to sit through one more meeting
       I'll jump out the window lol") and nothing taken or decided.
 
@@ -157,11 +159,38 @@ def cancelled(window: list[Sentence]) -> str | None:
         concepts |= s.concepts
     if concepts & {"past_long", "resolved"} and not concepts & {"again", "future", "just_past", "decided"}:
         return "past"
+    if (
+        concepts & _DRUG
+        and "took" in concepts
+        and concepts & {"self", "prescribed"}
+        and not concepts & _ALARMING
+    ):
+        return "medicine"
     if "joke" in concepts and "hypothetical" in concepts and not concepts & {"took", "just_past", "decided"}:
         return "joke"
     return None
 
 
+_ALARMING = frozenset(
+    {
+        *_ANCHORS,
+        "quantity",
+        "number",
+        "symptom",
+        "substance",
+        "unconscious",
+        "overdose",
+        "bleed",
+        "means_blade",
+        "means_rope",
+        "means_gun",
+        "means_height",
+        "means_train",
+        "means_water",
+        "means_exhaust",
+        "means_charcoal",
+    }
+)
 _FLOOR_CANCELS = frozenset(
     {
         *_STAND_DOWN,
