@@ -13,6 +13,7 @@ import re
 
 import pytest
 
+from flows import risk_text
 from tests.e2e.conftest import KARI, THERAPIST_CHAT, Citizen, Therapist
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +84,14 @@ async def test_an_overdose_mid_phq9_gets_113_and_poison_information_and_the_ques
     assert len(await escalator.tick()) == 1
 
 
-async def test_a_possible_signal_is_asked_directly_a_no_goes_on_and_a_yes_hands_over(running, standin):
+async def test_a_possible_signal_is_asked_directly_a_no_goes_on_and_a_yes_hands_over(
+    running, standin, monkeypatch
+):
+    # what the detector makes of a message is measured in eval/; here: what follows a doubt
+    signal = risk_text.RiskJudgement("ask", False, "self", "suicide", False, "test")
+    shipped = risk_text.judge
+    doubts = {"alle hadde hatt det bedre uten meg", "jeg orker ikke mer av noe, det er ingen vits"}
+    monkeypatch.setattr(risk_text, "judge", lambda text: signal if text in doubts else shipped(text))
     denier = Citizen(standin, 8201)
     await at_phq9(denier, standin)
     question = await denier.say("alle hadde hatt det bedre uten meg", contains="tanker om å ta livet ditt")
