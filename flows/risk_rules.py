@@ -31,7 +31,16 @@ _SOFT = frozenset({"hobby", "leisure"})
 _MEANS = frozenset(MEANS)
 _NO_JOKE = frozenset({"number", "overdose", "bleed", "unconscious", "beyond"})
 _PLACE_OR_HIGH = frozenset({"means_height", "means_train", "means_water", "beyond"})
-_STRONG = frozenset({*RISK_ACTS, "finality", "goodbye", "letter", "overdose", "unconscious", "hopeless"})
+_STRONG = frozenset(
+    {
+        *(set(RISK_ACTS) - {"selfharm", "kill"}),
+        "finality",
+        "goodbye",
+        "letter",
+        "overdose",
+        "unconscious",
+    }
+)
 _DRUG = frozenset({"means_med", "means_poison"})
 _PLACE = frozenset({"means_height", "means_train", "means_water"})
 _DEATH = frozenset({*RISK_ACTS, "finality", "goodbye", "hopeless", "overdose"})
@@ -102,14 +111,17 @@ def acute(window: list[Sentence]) -> Acute | None:
         )
         if strong or context & {"symptom", "substance"}:
             return Acute("poison_taken", True, _about(s))
+    if "means_poison" in c and took and "means_poison" not in neg:  # weedkiller, antifreeze
+        return Acute("poison_taken", True, _about(s))
     if "overdose" in c and took:
         return Acute("overdose_taken", True, _about(s))
     if "selfharm" in c and "bleed" in c and "bleed" not in neg and (took or c & {"now", "just_past"}):
         return Acute("cut_bleeding", False, _about(s))
     if (
         c & {"means_blade", "selfharm"}
-        and "bleed" in c
+        and "bleed" in context
         and "bleed" not in neg
+        and (not context & _SOFT or _strong(window))  # the knife slipped while cooking
         and c & {"position", "symptom", "now", "quantity"}
     ):
         return Acute("blade_bleeding", False, _about(s))
@@ -124,6 +136,14 @@ def acute(window: list[Sentence]) -> Acute | None:
     if c & _PLACE and "position" in c and context & (_DEATH | {"now"}) and context & _DEATH:
         if "future" not in c or "now" in c:
             return Acute("at_edge", False, _about(s))
+    if (
+        "drown" in c
+        and "drown" not in neg
+        and context & {"means_water", "position"}
+        and c & {"now", "position", "took", "just_past"}
+        and "future" not in c - {"now"}
+    ):
+        return Acute("in_the_water", False, _about(s))
     if "beyond" in c and "beyond" not in neg and context & _PLACE_OR_HIGH and "future" not in c - {"now"}:
         return Acute("beyond_the_edge", False, _about(s))
     if (
@@ -260,6 +280,8 @@ def explicit(window: list[Sentence]) -> str | None:
     s = window[0]
     c = s.concepts
     named = c & {"suicide", "selfharm"}
+    if named == {"selfharm"} and not c & {"self", "i_subject"}:
+        return None  # "tiny cut": a cut is self-harm only when it is the writer's own
     if named and not named <= s.negated and not c & _FLOOR_CANCELS:
         return "named_" + min(named)
     return None

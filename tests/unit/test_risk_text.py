@@ -312,3 +312,20 @@ def test_leisure_does_not_hide_an_act_with_death_in_it() -> None:
         "lit the disposable bbq inside the tent and zipped it shut. wanted to say goodbye one last time"
     )
     assert j.action == "alert" and j.acute, j
+
+
+def test_poison_swallowed_and_rocks_at_the_water_are_acute() -> None:
+    assert judge("drank some of the weedkiller from the shed").acute
+    assert judge("at the quarry lake with rocks in my backpack. going in now").acute
+    assert not judge("jeg er gift og har to barn").risk
+
+
+def test_a_small_cut_while_cooking_is_not_self_harm() -> None:
+    assert not judge(
+        "cooking tonight and the knife slipped, tiny cut, all good. bleeding on the onions now 😅"
+    ).risk
+
+
+def test_orker_ikke_mer_is_never_nothing_but_the_coffee_is() -> None:
+    assert judge("ok jeg orker ikke mer i dag hei").risk
+    assert not judge("orker ikke mer kaffe i dag").risk
