@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot.citizens import Incoming
+from handoff.citizens import Incoming
 from bot.commands import CITIZEN_COMMANDS
 from bot.config import Settings
 from bot.wiring import build_services

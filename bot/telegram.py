@@ -24,7 +24,7 @@ from telegram.ext import (
 )
 
 from bot import metrics
-from bot.citizens import CitizenService, Incoming
+from handoff.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
 from bot.updates import PerChatUpdateProcessor
 from flows import messages

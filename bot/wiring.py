@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.citizens import CitizenService
+from handoff.citizens import CitizenService
+from bot import metrics
 from bot.config import Settings
 from flows.conversation import ScreeningFlow
 from flows.risk_text import warm_up
@@ -64,6 +65,7 @@ def build_services(
         retention_days=settings.retention_days,
         clock=clock,
         run_store=run_store,
+        count_error=lambda error: metrics.count_error(error, telegram=False),
     )
     escalator = Escalator(
         store,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from bot.citizens import Incoming
+from handoff.citizens import Incoming
 from bot.config import Settings
 from bot.wiring import build_services
 from flows.conversation import ScreeningFlow

@@ -41,7 +41,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from bot.citizens import Incoming, _worth_storing
+from handoff.citizens import Incoming, _worth_storing
 from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages

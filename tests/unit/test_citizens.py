@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.citizens import CitizenService, Incoming
+from handoff.citizens import CitizenService, Incoming
 from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages

@@ -27,8 +27,6 @@ from handoff.ports import Messenger, MessengerClosed, RecipientGone, StoreRunner
 from handoff.service import HandoffFailed, HandoffService
 from storage import Routing, StaleSession
 
-from . import metrics
-
 log = logging.getLogger(__name__)
 
 STALE_RETRIES = 5
@@ -68,10 +66,13 @@ class CitizenService:
         retention_days: int = 90,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         run_store: StoreRunner = in_worker_thread,
+        count_error: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
         """``run_store(fn, *args)`` runs a store call off the event loop
-        (:func:`handoff.ports.in_worker_thread`)."""
+        (:func:`handoff.ports.in_worker_thread`); ``count_error`` counts an update that failed
+        (the bot's metrics: ``bot.metrics.count_error``)."""
         self.store = store
+        self.count_error = count_error
         self.messenger = messenger
         self.handoff = handoff
         self.desk = desk
@@ -118,7 +119,7 @@ class CitizenService:
             log.info("shutting down: the reply to an update was not sent")
         except Exception as error:  # noqa: BLE001 - fail safe, whatever went wrong
             log.error("citizen update failed: %s", type(error).__name__, exc_info=_trace(error))
-            metrics.count_error(error, telegram=False)  # Telegram's are counted in the outbox
+            self.count_error(error)  # Telegram's are counted in the outbox
             await self.apologise(who.chat_id, lang)
             if first_aid is not None or self.flow.risk_in(event):
                 await self.handoff.alert_unrecorded_risk()
