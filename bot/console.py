@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from handoff.citizens import Incoming
 from bot.commands import CITIZEN_COMMANDS
 from bot.config import Settings
 from bot.wiring import build_services
 from flows.model import Button, Command, Event, Option, Text
+from handoff.citizens import Incoming
 from storage import Cipher, SqlRepository
 
 CITIZEN = 1

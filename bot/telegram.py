@@ -24,11 +24,11 @@ from telegram.ext import (
 )
 
 from bot import metrics
-from handoff.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
 from bot.updates import PerChatUpdateProcessor
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
+from handoff.citizens import CitizenService, Incoming
 from handoff.desk import TherapistDesk
 from handoff.ports import Messenger
 from handoff.replies import Answer

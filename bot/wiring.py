@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from handoff.citizens import CitizenService
 from bot import metrics
 from bot.config import Settings
 from flows.conversation import ScreeningFlow
 from flows.risk_text import warm_up
+from handoff.citizens import CitizenService
 from handoff.desk import TherapistDesk
 from handoff.escalation import Escalator
 from handoff.ports import Messenger, StoreRunner, in_worker_thread
 from handoff.service import HandoffService
+from reports.journal import export_for_therapist
 
 
 @dataclass
@@ -52,7 +53,7 @@ def build_services(
         run_store=run_store,
         **extra,
     )
-    desk = TherapistDesk(store, messenger, handoff, clock, run_store=run_store)
+    desk = TherapistDesk(store, messenger, handoff, clock, run_store=run_store, export=export_for_therapist)
     citizens = CitizenService(
         store,
         messenger,

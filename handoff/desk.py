@@ -15,8 +15,7 @@ from typing import Any
 from flows import messages
 from flows.model import Option, Priority
 from handoff.cards import MARKERS, OUTCOMES
-from handoff.journal import ExportRefused, export_for_therapist
-from handoff.ports import Messenger, RecipientGone, StoreRunner, in_worker_thread
+from handoff.ports import Exporter, ExportRefused, Messenger, RecipientGone, StoreRunner, in_worker_thread
 from handoff.queue import queue_rows
 from handoff.replies import Answer
 from handoff.service import HandoffService
@@ -34,14 +33,17 @@ class TherapistDesk:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         run_store: StoreRunner = in_worker_thread,
+        export: Exporter | None = None,
     ) -> None:
         """``run_store(fn, *args)`` runs a store call off the event loop
-        (:func:`handoff.ports.in_worker_thread`)."""
+        (:func:`handoff.ports.in_worker_thread`); ``export`` renders a case for the journal
+        (``reports.journal.export_for_therapist``; without it no export is offered)."""
         self.store = store
         self.messenger = messenger
         self.handoff = handoff
         self.clock = clock
         self._db = run_store
+        self._export = export
 
     async def _audit(self, therapist_id: int, action: str, case_id: int | None) -> None:
         await self._db(self.store.audit, str(therapist_id), action, case_id, self.clock())
@@ -131,7 +133,9 @@ class TherapistDesk:
         """The case for the patient record, as a file in the therapist's private chat only
         (audited; refused unless the therapist holds or closed the case)."""
         try:
-            name, content = await export_for_therapist(
+            if self._export is None:
+                raise ExportRefused("no journal export is configured")
+            name, content = await self._export(
                 self.store, case_id, therapist_id, fmt, self.clock, run_store=self._db
             )
         except ExportRefused:

@@ -57,6 +57,16 @@ class MessengerClosed(Exception):
     """The messenger is shutting down: nothing more leaves (what was queued is counted)."""
 
 
+class ExportRefused(PermissionError):
+    """The therapist does not hold the case (or it is gone): no export."""
+
+
+#: the journal export the desk offers (``reports.journal.export_for_therapist``, given at
+#: wiring so that handoff does not depend on the reports):
+#: ``await export(store, case_id, therapist_id, fmt, clock, run_store=...)`` -> (file name, bytes)
+Exporter = Callable[..., Awaitable[tuple[str, bytes]]]
+
+
 class RecipientGone(Exception):
     """The person blocked the bot or deleted their account (Telegram 403): nothing to retry."""
 

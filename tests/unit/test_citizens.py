@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from handoff.citizens import CitizenService, Incoming
 from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
 from flows.conversation import ScreeningFlow
 from flows.model import Alert, Button, Command, Option, Priority, Reply, Text
+from handoff.citizens import CitizenService, Incoming
 from handoff.ports import RecipientGone
 from handoff.service import HandoffService
 
