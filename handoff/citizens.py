@@ -15,29 +15,29 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from flows import crisis, messages
 from flows.conversation import ScreeningFlow
 from flows.model import Alert, Command, Context, Event, Forget, Note, Priority, Reply, Say, Session
 from flows.mydata import as_document, needs_document, render_copy
+from handoff.cases import STATUS_CLAIMED, Routing
 from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
-from handoff.ports import Messenger, MessengerClosed, RecipientGone, StoreRunner, in_worker_thread
+from handoff.ports import (
+    CitizenStore,
+    Messenger,
+    MessengerClosed,
+    RecipientGone,
+    StaleSession,
+    StoreRunner,
+    in_worker_thread,
+)
 from handoff.service import HandoffFailed, HandoffService
-from storage import Routing, StaleSession
 
 log = logging.getLogger(__name__)
 
 STALE_RETRIES = 5
-
-
-class CitizenStore(Protocol):
-    def snapshot(self, user_id: int, update_id: int | None) -> Any: ...
-    def mark_processed(self, update_id: int, now: datetime) -> bool: ...
-    def apply_update(self, update_id: int | None, **fields: Any) -> Any: ...
-    def delete_citizen(self, user_id: int) -> int: ...
-    def citizen_copy(self, user_id: int) -> tuple[list[Any], list[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ class CitizenService:
             next_staffed=next_staffed,
             min_age=self.min_age,
             retention_days=self.retention_days,
-            with_therapist=case is not None and case.status == "claimed",
+            with_therapist=case is not None and case.status == STATUS_CLAIMED,
             handed_over=case is not None and case.handed_over_at is not None,
             first_aid_given=first_aid_given,
             opening=self.hours.span() if self.hours is not None else ("08:00", "15:30"),

@@ -15,7 +15,16 @@ from typing import Any
 from flows import messages
 from flows.model import Option, Priority
 from handoff.cards import MARKERS, OUTCOMES
-from handoff.ports import Exporter, ExportRefused, Messenger, RecipientGone, StoreRunner, in_worker_thread
+from handoff.cases import STATUS_CLAIMED
+from handoff.ports import (
+    Exporter,
+    ExportRefused,
+    Messenger,
+    RecipientGone,
+    Store,
+    StoreRunner,
+    in_worker_thread,
+)
 from handoff.queue import queue_rows
 from handoff.replies import Answer
 from handoff.service import HandoffService
@@ -27,7 +36,7 @@ log = logging.getLogger(__name__)
 class TherapistDesk:
     def __init__(
         self,
-        store: Any,
+        store: Store,
         messenger: Messenger,
         handoff: HandoffService,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -204,7 +213,7 @@ class TherapistDesk:
             case = await self._db(self.store.case, case_id)
         else:
             case = await self.active_case(therapist_id)
-        if case is None or case.claimed_by != therapist_id or case.status != "claimed":
+        if case is None or case.claimed_by != therapist_id or case.status != STATUS_CLAIMED:
             return Answer("Du holder ingen åpen sak som meldingen kan gå til. /queue viser køen.")
         citizen = await self._db(self.store.citizen_for_case, case.id)
         if citizen is None:
@@ -239,7 +248,7 @@ class TherapistDesk:
     ) -> None:
         """Relay to the holder if claimed, else keep it (encrypted) for the claim."""
         now = self.clock()
-        if case.status != "claimed" or case.claimed_by is None:
+        if case.status != STATUS_CLAIMED or case.claimed_by is None:
             if text:
                 await self._db(self.store.add_relay, case.id, "citizen_to_therapist", text, now)
             return

@@ -12,7 +12,7 @@ from typing import Any
 from flows.model import Priority
 from flows.questionnaire import Script, load_script
 from handoff.cards import CaseView, card_buttons, deleted_card_text, duplicate_card_text, render_card
-from handoff.ports import CaseStore, Messenger, StoreRunner, in_worker_thread
+from handoff.ports import Messenger, Store, StoreRunner, in_worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def utcnow() -> datetime:
 class HandoffService:
     def __init__(
         self,
-        store: CaseStore,
+        store: Store,
         messenger: Messenger,
         *,
         therapist_chat_id: int | None,
