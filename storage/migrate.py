@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         print(head_revision())
         return 0
     path = new_revision(args.message, args.rev_id)
-    print(f"wrote {path}: review it, then run the tests (tests/test_migrations.py)")
+    print(f"wrote {path}: review it, then run the tests (tests/integration/test_migrations.py)")
     return 0
 
 

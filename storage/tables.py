@@ -11,7 +11,7 @@ All timestamps are timezone-aware UTC (:class:`UtcDateTime`).
 
 The schema is created and changed only by the Alembic migrations in
 ``storage/migrations`` (:mod:`storage.migrate`); a change here needs a new revision there
-(``tests/test_migrations.py`` fails while the two disagree).
+(``tests/integration/test_migrations.py`` fails while the two disagree).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The citizen service in-process: real repository, a recording messenger."""
+"""The citizen service in-process: the in-memory store of the ports (tests/fakes.py), a
+recording messenger. No database: the storage tests hold the SQL repository to the same
+behaviour (tests/integration)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from flows.model import Alert, Button, Command, Option, Priority, Reply, Text
 from handoff.citizens import CitizenService, Incoming
 from handoff.ports import RecipientGone
 from handoff.service import HandoffService
+from tests.fakes import FakeStore
 
 THERAPISTS = -500
 
@@ -59,6 +62,11 @@ class RecordingMessenger:
 
     def to(self, chat_id: int) -> list[str]:
         return [text for chat, text, _ in self.sent if chat == chat_id]
+
+
+@pytest.fixture
+def repo() -> FakeStore:
+    return FakeStore()
 
 
 @pytest.fixture
