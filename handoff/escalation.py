@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flows.model import Option, Priority
+from handoff import texts
 from handoff.cards import MARKERS, waited
 from handoff.cases import ESCALATE_AFTER, CaseRecord, WaitingCase, overdue
 from handoff.desk import TherapistDesk
@@ -66,11 +67,13 @@ class Escalator:
 
     async def _escalate(self, case: Any, now: datetime) -> None:
         await self._db(self.store.audit, "system", "escalate", case.id, now)
-        text = (
-            f"⏰ FORSINKET · {MARKERS[Priority(case.priority)]} · Sak {case.label} har ventet "
-            f"{waited(case.handed_over_at, now)} uten å bli tatt."
+        text = texts.text(
+            "escalation.alert",
+            marker=MARKERS[Priority(case.priority)],
+            label=case.label,
+            waited=waited(case.handed_over_at, now),
         )
-        claim = ((Option("✋ Ta saken", f"claim:{case.id}"),),)
+        claim = ((Option(texts.text("escalation.claim_button"), f"claim:{case.id}"),),)
         steps = [
             self.desk.tell_citizen(case.id, "taking_longer"),
             self.handoff.refresh_card(case, overdue=True),

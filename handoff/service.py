@@ -11,6 +11,7 @@ from typing import Any
 
 from flows.model import Priority
 from flows.questionnaire import Script, load_script
+from handoff import texts
 from handoff.cards import CaseView, card_buttons, deleted_card_text, duplicate_card_text, render_card
 from handoff.ports import Messenger, Store, StoreRunner, in_worker_thread
 
@@ -143,10 +144,7 @@ class HandoffService:
         """A citizen wrote something that looks like risk, but the case could not be stored
         (e.g. the database is down). Tell the therapists, with no personal data, so a human
         knows and can get the system back; the citizen has had the crisis numbers."""
-        text = (
-            "⚠️ SYSTEMFEIL: en innbygger skrev noe som tyder på risiko, men saken kunne ikke "
-            "lagres. Innbyggeren har fått krisenumrene. Sjekk driften (python -m bot check)."
-        )
+        text = texts.text("system.unrecorded_risk")
         try:
             await self._post(text, (), urgent=True)
         except HandoffFailed:
@@ -197,4 +195,4 @@ class HandoffService:
         self._names.update(await self._db(self.store.therapist_names))
 
     def name_of(self, therapist_id: int) -> str:
-        return self._names.get(therapist_id, "terapeut")
+        return self._names.get(therapist_id, texts.text("desk.unknown_therapist"))
