@@ -122,7 +122,7 @@ async def chat(language_code: str = "nb", stdin: TextIO = sys.stdin, out: TextIO
         settings = Settings(
             database_url=f"sqlite:///{Path(folder) / 'chat.db'}",
             therapist_chat_id=THERAPISTS,
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         repo = SqlRepository(settings.database_url, Cipher([Cipher.generate_key()]))
         repo.create_schema()

@@ -43,7 +43,7 @@ def build_services(
     # entry point, not on the event loop when the first citizen types (which would hold up
     # every other chat meanwhile).
     warm_up()
-    extra = {} if retry_delays is None else {"retry_delays": retry_delays}
+    extra: dict[str, Any] = {} if retry_delays is None else {"retry_delays": retry_delays}
     handoff = HandoffService(
         store,
         messenger,

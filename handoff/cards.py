@@ -117,7 +117,7 @@ def render_card(case: CaseView, now: datetime, script: Script | None = None) -> 
     if crisis:
         lines.append(crisis)
     children = case.answers.get("children")
-    said = {1: texts.text("card.children_yes"), 0: texts.text("card.children_no")}
+    said: dict[Any, str] = {1: texts.text("card.children_yes"), 0: texts.text("card.children_no")}
     lines.append(
         texts.text("card.children", answer=said.get(children, texts.text("card.children_unanswered")))
     )

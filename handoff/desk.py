@@ -175,6 +175,7 @@ class TherapistDesk:
         if not held:
             return Answer(texts.text("desk.holding_none_queue"))
         active = await self.active_case(therapist_id)
+        assert active is not None  # a case is held
         rows = tuple(
             (
                 Option(

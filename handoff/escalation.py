@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,7 +74,7 @@ class Escalator:
             waited=waited(case.handed_over_at, now),
         )
         claim = ((Option(texts.text("escalation.claim_button"), f"claim:{case.id}"),),)
-        steps = [
+        steps: list[Awaitable[object]] = [
             self.desk.tell_citizen(case.id, "taking_longer"),
             self.handoff.refresh_card(case, overdue=True),
         ]

@@ -19,7 +19,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from flows.outcomes import INSTRUMENTS
 from flows.questionnaire import Script, load_script
@@ -88,7 +88,7 @@ def _group(iid: str, measure: Measure, script: Script) -> dict[str, Any]:
         value = measure.answers.get(question.id)
         if value not in LA_ANSWERS:
             continue
-        la, la_display = LA_ANSWERS[value]
+        la, la_display = LA_ANSWERS[cast(int, value)]
         items.append(
             {
                 "linkId": ITEM_LOINC[question.id],

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import (
@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
@@ -113,7 +113,7 @@ def _case_record_from_row(row: Mapping[str, Any]) -> CaseRecord:
     values = dict(row)
     values["session"] = dict(values["session"] or {})
     values["reasons"] = list(values["reasons"] or [])
-    return CaseRecord(**{name: values[name] for name in CaseRecord.__slots__})  # type: ignore[attr-defined]
+    return CaseRecord(**{name: values[name] for name in CaseRecord.__slots__})
 
 
 def _relay_record(row: RelayMessage) -> RelayRecord:
@@ -274,14 +274,15 @@ class StoreBase:
                 return False
             return True
         # rowcount of an INSERT is only kept when asked for (SQLAlchemy >= 2.0.28)
-        return session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount == 1
+        result = cast(CursorResult[Any], session.execute(stmt.execution_options(preserve_rowcount=True)))
+        return result.rowcount == 1
 
     def _conditional_update(self, session: Session, stmt: Any) -> int:
         result = session.execute(stmt.execution_options(synchronize_session=False))
-        return int(result.rowcount)
+        return int(cast(CursorResult[Any], result).rowcount)
 
     def _find_citizen(self, session: Session, user_key: str) -> Citizen | None:
-        return session.scalars(select(Citizen).where(Citizen.user_key == user_key)).first()
+        return session.scalars(select(Citizen).where(col(Citizen.user_key) == user_key)).first()
 
     # --- the lookup secret ------------------------------------------------------------------
 
@@ -302,10 +303,10 @@ class StoreBase:
     def _load_lookup_key(self) -> LookupKey:
         """Read the lookup secret, generating it the first time (concurrent first callers,
         also in other processes, agree on one: insert-if-absent, then read back)."""
-        where = StorageMeta.name == LOOKUP_SECRET
+        where = col(StorageMeta.name) == LOOKUP_SECRET
         try:
             with self._tx(write=False) as db:
-                stored = db.scalar(select(StorageMeta.value).where(where))
+                stored = db.scalar(select(col(StorageMeta.value)).where(where))
             if stored is None:
                 secret = base64.urlsafe_b64encode(LookupKey.generate_secret()).decode("ascii")
                 with self._tx(write=True) as db:
@@ -322,7 +323,7 @@ class StoreBase:
                                 "those citizens cannot be found by their user id any more",
                                 orphans,
                             )
-                    stored = db.scalar(select(StorageMeta.value).where(where))
+                    stored = db.scalar(select(col(StorageMeta.value)).where(where))
         except InvalidToken:
             raise KeysDoNotMatch(
                 "the stored lookup secret does not decrypt with TRIAGE_ENCRYPTION_KEYS: "

@@ -106,7 +106,7 @@ class CaseStorage(StoreBase):
             record = _case_record_from_row(rows[0])
             merged = asked.onto(Routing(record.priority, tuple(record.reasons)))
             reasons_change = list(merged.reasons) != record.reasons or rows[0]["reasons"] is None
-            values = {
+            values: dict[str, Any] = {
                 "priority": merged.priority,
                 "updated_at": now,
                 "handed_over_at": rules.handed_over_at(record.handed_over_at, merged, now),
@@ -178,7 +178,7 @@ class CaseStorage(StoreBase):
         with self._tx(write=False) as db:
             rows = db.scalars(
                 select(Case)
-                .where(Case.status == STATUS_CLAIMED, Case.claimed_by == int(therapist_id))
+                .where(col(Case.status) == STATUS_CLAIMED, col(Case.claimed_by) == int(therapist_id))
                 .order_by(col(Case.claimed_at).asc(), col(Case.id).asc())
             ).all()
             return [_case_record(row) for row in rows]
@@ -190,7 +190,7 @@ class CaseStorage(StoreBase):
                 select(Case)
                 .where(
                     col(Case.status).in_((STATUS_OPEN, STATUS_CLAIMED)),
-                    Case.priority >= HANDOFF_PRIORITY,
+                    col(Case.priority) >= HANDOFF_PRIORITY,
                 )
                 .order_by(
                     col(Case.priority).desc(),
@@ -226,7 +226,7 @@ class CaseStorage(StoreBase):
 
     def case_by_label(self, label: str) -> CaseRecord | None:
         with self._tx(write=False) as db:
-            row = db.scalars(select(Case).where(Case.label == label.strip().upper())).first()
+            row = db.scalars(select(Case).where(col(Case.label) == label.strip().upper())).first()
             return _case_record(row) if row is not None else None
 
     def cases_created_since(self, since: datetime) -> list[CaseRecord]:

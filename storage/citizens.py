@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import (
     Boolean,
@@ -32,6 +32,7 @@ from sqlalchemy import case as sa_case
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import col
 
 from handoff.cases import (
@@ -119,7 +120,7 @@ _CITIZEN_ID_BY_USER_KEY = (
 # so an answer decided before it is refused, but an answer stored without a version
 # (_STORE_ANY_ANSWER) must not undo it either.
 # (the defaults: no routing, for a caller that gives none)
-_ANSWER_PRIORITY = bindparam("new_priority", value=0)
+_ANSWER_PRIORITY: BindParameter[int] = bindparam("new_priority", value=0)
 _HANDS_OVER = bindparam("hands_over", value=False, type_=Boolean())
 _NOW = bindparam("now", type_=_CASES.c.updated_at.type)
 _ANSWER_ROUTING = {
@@ -175,7 +176,7 @@ _NEW_CITIZEN_VALUES = {
 }
 # the citizen's chat id and/or language, whichever changed (an unchanged identifier is not
 # re-encrypted), keyed by the names of the changed columns
-_UPDATE_CITIZEN = {
+_UPDATE_CITIZEN: dict[tuple[str, ...], Any] = {
     names: update(_CITIZENS)
     .where(_CITIZENS.c.id == bindparam("citizen_id"))
     .values({name: _NEW_CITIZEN_VALUES[name] for name in names})
@@ -335,7 +336,7 @@ class CitizenStorage(StoreBase):
     def _current_case(self, session: Session, citizen_id: int) -> Case | None:
         return session.scalars(
             select(Case)
-            .where(Case.citizen_id == citizen_id, Case.status != STATUS_CLOSED)
+            .where(col(Case.citizen_id) == citizen_id, col(Case.status) != STATUS_CLOSED)
             .order_by(col(Case.created_at).desc(), col(Case.id).desc())
             .limit(1)
         ).first()
@@ -501,11 +502,15 @@ class CitizenStorage(StoreBase):
         of rows deleted."""
         user_key = self.user_key(user_id)
         with self._tx(write=True) as db:
-            citizen_ids = list(db.scalars(select(Citizen.id).where(Citizen.user_key == user_key)).all())
+            citizen_ids = list(
+                db.scalars(select(col(Citizen.id)).where(col(Citizen.user_key) == user_key)).all()
+            )
             if not citizen_ids:
                 return 0
-            case_ids = list(db.scalars(select(Case.id).where(col(Case.citizen_id).in_(citizen_ids))).all())
-            relays, cases = self._delete_cases(db, case_ids)
+            case_ids = list(
+                db.scalars(select(col(Case.id)).where(col(Case.citizen_id).in_(citizen_ids))).all()
+            )
+            relays, cases = self._delete_cases(db, cast(list[int], case_ids))
             citizens = self._conditional_update(db, delete(Citizen).where(col(Citizen.id).in_(citizen_ids)))
         return relays + cases + citizens
 
@@ -526,7 +531,7 @@ class CitizenStorage(StoreBase):
                 return [], []
             cases = db.scalars(
                 select(Case)
-                .where(Case.citizen_id == citizen.id)
+                .where(col(Case.citizen_id) == citizen.id)
                 .order_by(col(Case.created_at).asc(), col(Case.id).asc())
             ).all()
             ids = [case.id for case in cases]

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import (
@@ -226,7 +226,7 @@ class KeyStorage(StoreBase):
         per_column = max(1, -(-sample // len(targets)))
         tokens: list[str] = []
         with self._tx(write=False) as db:
-            meta = StorageMeta.__table__
+            meta = StorageMeta.__table__  # type: ignore[attr-defined]
             secret = db.scalar(select(sa_type_coerce(meta.c.value, Text)).where(meta.c.name == LOOKUP_SECRET))
             for table, name in targets:
                 (pk,) = table.primary_key.columns
@@ -336,10 +336,10 @@ class KeyStorage(StoreBase):
             ),
             0,
         )
-        screening = and_(Case.status == STATUS_SCREENING, col(Case.updated_at) <= cutoff)
+        screening = and_(col(Case.status) == STATUS_SCREENING, col(Case.updated_at) <= cutoff)
         conditions = {
             "closed_cases": and_(
-                Case.status == STATUS_CLOSED,
+                col(Case.status) == STATUS_CLOSED,
                 or_(
                     col(Case.closed_at) <= cutoff,
                     and_(col(Case.closed_at).is_(None), col(Case.updated_at) <= cutoff),
@@ -353,7 +353,7 @@ class KeyStorage(StoreBase):
             def purge_cases(db: Session, condition: Any = condition, kind: str = kind) -> int:
                 ids = list(
                     db.scalars(
-                        select(Case.id)
+                        select(col(Case.id))
                         .where(condition)
                         .order_by(col(Case.id))
                         .limit(batch_size)
@@ -364,15 +364,15 @@ class KeyStorage(StoreBase):
                     return 0
                 citizen_ids = set(
                     db.scalars(
-                        select(Case.citizen_id).where(
+                        select(col(Case.citizen_id)).where(
                             col(Case.id).in_(ids), col(Case.citizen_id).is_not(None)
                         )
                     ).all()
                 )
-                relays, cases = self._delete_cases(db, ids)
+                relays, cases = self._delete_cases(db, cast(list[int], ids))
                 counts[kind] += cases
                 counts["relay_messages"] += relays
-                counts["citizens"] += self._delete_caseless_citizens(db, citizen_ids)
+                counts["citizens"] += self._delete_caseless_citizens(db, cast(set[int], citizen_ids))
                 return len(ids)
 
             while run(purge_cases):
@@ -381,13 +381,13 @@ class KeyStorage(StoreBase):
         def purge_orphans(db: Session) -> int:
             ids = set(
                 db.scalars(
-                    select(Citizen.id)
+                    select(col(Citizen.id))
                     .where(~_has_case(), col(Citizen.created_at) <= cutoff)
                     .order_by(col(Citizen.id))
                     .limit(batch_size)
                 ).all()
             )
-            deleted = self._delete_caseless_citizens(db, ids)
+            deleted = self._delete_caseless_citizens(db, cast(set[int], ids))
             counts["citizens"] += deleted
             return deleted
 
@@ -399,7 +399,7 @@ class KeyStorage(StoreBase):
                 db,
                 ProcessedUpdate,
                 ProcessedUpdate.update_id,
-                ProcessedUpdate.processed_at <= cutoff,
+                col(ProcessedUpdate.processed_at) <= cutoff,
                 batch_size,
             )
             counts["processed_updates"] += deleted
@@ -412,7 +412,7 @@ class KeyStorage(StoreBase):
 
             def purge_audit(db: Session) -> int:
                 deleted = self._delete_batch(
-                    db, AuditEvent, AuditEvent.id, AuditEvent.at <= audit_cutoff, batch_size
+                    db, AuditEvent, AuditEvent.id, col(AuditEvent.at) <= audit_cutoff, batch_size
                 )
                 counts["audit_events"] += deleted
                 return deleted
@@ -436,7 +436,9 @@ class KeyStorage(StoreBase):
         if not citizen_ids:
             return 0
         locked = list(
-            db.scalars(select(Citizen.id).where(col(Citizen.id).in_(citizen_ids)).with_for_update()).all()
+            db.scalars(
+                select(col(Citizen.id)).where(col(Citizen.id).in_(citizen_ids)).with_for_update()
+            ).all()
         )
         if not locked:
             return 0
@@ -444,7 +446,7 @@ class KeyStorage(StoreBase):
 
 
 def _has_case() -> Any:
-    return exists().where(Case.citizen_id == Citizen.id)
+    return exists().where(col(Case.citizen_id) == Citizen.id)
 
 
 def _positive_days(name: str, value: int) -> int:

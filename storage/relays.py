@@ -116,10 +116,10 @@ class RelayStorage(StoreBase):
         """The case a message in a therapist's private chat belongs to (for replies)."""
         with self._tx(write=False) as db:
             return db.scalar(
-                select(RelayMessage.case_id)
+                select(col(RelayMessage.case_id))
                 .where(
-                    RelayMessage.therapist_message_id == int(message_id),
-                    RelayMessage.therapist_id == int(therapist_id),
+                    col(RelayMessage.therapist_message_id) == int(message_id),
+                    col(RelayMessage.therapist_id) == int(therapist_id),
                 )
                 .order_by(col(RelayMessage.id).desc())
                 .limit(1)

@@ -61,7 +61,7 @@ class TeamStorage(StoreBase):
         with self._tx(write=True) as db:
             if not self._insert_ignore(db, Duty, {"therapist_id": int(therapist_id), **values}):
                 self._conditional_update(
-                    db, update(Duty).where(Duty.therapist_id == int(therapist_id)).values(values)
+                    db, update(Duty).where(col(Duty.therapist_id) == int(therapist_id)).values(values)
                 )
 
     def remember_therapist(self, therapist_id: int, first_name: str, now: datetime) -> None:
@@ -77,7 +77,9 @@ class TeamStorage(StoreBase):
             if not self._insert_ignore(db, Duty, values):
                 self._conditional_update(
                     db,
-                    update(Duty).where(Duty.therapist_id == int(therapist_id)).values(first_name=first_name),
+                    update(Duty)
+                    .where(col(Duty.therapist_id) == int(therapist_id))
+                    .values(first_name=first_name),
                 )
 
     def therapist_names(self) -> dict[int, str]:
@@ -112,9 +114,9 @@ class TeamStorage(StoreBase):
     def audit_log(self, *, actor: str | None = None, case_id: int | None = None) -> list[AuditRecord]:
         stmt = select(AuditEvent).order_by(col(AuditEvent.at).asc(), col(AuditEvent.id).asc())
         if actor is not None:
-            stmt = stmt.where(AuditEvent.actor == str(actor))
+            stmt = stmt.where(col(AuditEvent.actor) == str(actor))
         if case_id is not None:
-            stmt = stmt.where(AuditEvent.case_id == case_id)
+            stmt = stmt.where(col(AuditEvent.case_id) == case_id)
         with self._tx(write=False) as db:
             return [
                 AuditRecord(
