@@ -21,7 +21,7 @@ from flows import crisis, messages
 from flows.conversation import ScreeningFlow
 from flows.model import Alert, Command, Context, Event, Forget, Note, Priority, Reply, Say, Session
 from flows.mydata import as_document, needs_document, render_copy
-from handoff.cases import STATUS_CLAIMED, Routing
+from handoff.cases import STATUS_CLAIMED, CaseRecord, Routing
 from handoff.desk import TherapistDesk
 from handoff.hours import OpeningHours
 from handoff.ports import (
@@ -212,7 +212,13 @@ class CitizenService:
         await self._carry_out(who, lang, case, reply.actions, team_told_on_failure=first_aid_given)
 
     async def _carry_out(
-        self, who: Incoming, lang: str, case: Any, actions: Sequence[Any], *, team_told_on_failure: bool
+        self,
+        who: Incoming,
+        lang: str,
+        case: CaseRecord | None,
+        actions: Sequence[Any],
+        *,
+        team_told_on_failure: bool,
     ) -> None:
         """Say what the flow says, and pass on what it hands over, side by side: the card
         for a risk answer neither waits for the citizen's reply to be delivered nor is lost
@@ -268,7 +274,7 @@ class CitizenService:
             raise  # the citizen gets the apology with the numbers
         return None
 
-    async def context(self, case: Any = None, *, first_aid_given: bool = False) -> Context:
+    async def context(self, case: CaseRecord | None = None, *, first_aid_given: bool = False) -> Context:
         now = self.clock()
         on_duty = await self.handoff.team_on_duty()
         next_staffed = None

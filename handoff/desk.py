@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from flows import messages
 from flows.model import Option, Priority
 from handoff import texts
 from handoff.cards import MARKERS, OUTCOMES
-from handoff.cases import STATUS_CLAIMED
+from handoff.cases import STATUS_CLAIMED, CaseRecord
 from handoff.ports import (
     Exporter,
     ExportRefused,
@@ -110,7 +109,7 @@ class TherapistDesk:
         return Answer(texts.text("desk.claimed", label=record.label))
 
     async def _open_case(
-        self, therapist_id: int, record: Any, first_name: str, *, intro: str = "claimed"
+        self, therapist_id: int, record: CaseRecord, first_name: str, *, intro: str = "claimed"
     ) -> None:
         """Give the therapist the full summary and the messages that waited, and tell the
         citizen who they are talking to."""
@@ -155,10 +154,10 @@ class TherapistDesk:
 
     # --- holding several cases ---
 
-    async def held(self, therapist_id: int) -> list[Any]:
+    async def held(self, therapist_id: int) -> list[CaseRecord]:
         return await self._db(self.store.claimed_cases, therapist_id)
 
-    async def active_case(self, therapist_id: int) -> Any | None:
+    async def active_case(self, therapist_id: int) -> CaseRecord | None:
         """The case selected last (claim, /switch or handover), among those still held.
         Derived from the audit log, so it survives a restart."""
         held = {case.id: case for case in await self.held(therapist_id)}
@@ -237,7 +236,7 @@ class TherapistDesk:
 
     async def citizen_wrote(
         self,
-        case: Any,
+        case: CaseRecord,
         text: str,
         risk: str | None,
         from_chat: int,
@@ -352,7 +351,7 @@ class TherapistDesk:
             return False
         return True
 
-    async def tell_holder_citizen_left(self, case: Any, why: str) -> None:
+    async def tell_holder_citizen_left(self, case: CaseRecord, why: str) -> None:
         if case.claimed_by is not None:
             await self.messenger.send(
                 case.claimed_by, texts.text("desk.holder_told", label=case.label, why=why)

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from flows.model import Option, Priority
 from handoff import texts
@@ -65,7 +64,7 @@ class Escalator:
                 await self._escalate(await self._db(self.store.case, case.id), now)
         return escalated
 
-    async def _escalate(self, case: Any, now: datetime) -> None:
+    async def _escalate(self, case: CaseRecord, now: datetime) -> None:
         await self._db(self.store.audit, "system", "escalate", case.id, now)
         text = texts.text(
             "escalation.alert",

@@ -13,7 +13,8 @@ from flows.model import Priority
 from flows.questionnaire import Script, load_script
 from handoff import texts
 from handoff.cards import CaseView, card_buttons, deleted_card_text, duplicate_card_text, render_card
-from handoff.ports import Messenger, Store, StoreRunner, in_worker_thread
+from handoff.cases import CaseRecord
+from handoff.ports import DutyRecord, Messenger, Store, StoreRunner, in_worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class HandoffService:
             self.store.audit, str(therapist_id), "duty_on" if on else "duty_off", None, self.clock()
         )
 
-    async def on_duty(self) -> list[Any]:
+    async def on_duty(self) -> list[DutyRecord]:
         records = await self._db(self.store.on_duty)
         for record in records:
             self._names[record.therapist_id] = record.first_name
@@ -83,13 +84,15 @@ class HandoffService:
 
     # --- cards ---
 
-    async def routed(self, record: Any) -> None:
+    async def routed(self, record: CaseRecord) -> None:
         """A case whose routing is stored (with the answer that raised it): post its card, or
         bring it up to date, for routine and above."""
         if Priority(record.priority) >= Priority.ROUTINE:
             await self.refresh_card(record)
 
-    async def refresh_card(self, record: Any, *, overdue: bool = False, may_give_way: bool = True) -> None:
+    async def refresh_card(
+        self, record: CaseRecord, *, overdue: bool = False, may_give_way: bool = True
+    ) -> None:
         if record.claimed_by is not None and record.claimed_by not in self._names:
             await self.load_names()
         view = self.view(record, overdue=overdue)
@@ -105,7 +108,7 @@ class HandoffService:
         if not await self._db(self.store.set_card, record.id, message_id, replacing=record.card_message_id):
             await self._give_way(record, message_id, refresh_live=may_give_way)
 
-    async def _give_way(self, record: Any, message_id: int, *, refresh_live: bool) -> None:
+    async def _give_way(self, record: CaseRecord, message_id: int, *, refresh_live: bool) -> None:
         """Another bot instance posted this case's card while we posted ours (two updates of
         one citizen on two instances). One card stays live: theirs, brought up to date from
         what is stored now; ours becomes a pointer to it, without buttons, so nobody works
@@ -128,7 +131,7 @@ class HandoffService:
         if current is not None:
             await self.refresh_card(current, may_give_way=False)
 
-    async def citizen_deleted(self, record: Any) -> None:
+    async def citizen_deleted(self, record: CaseRecord) -> None:
         """The citizen deleted their data before anyone took the case: its card says so at
         once and loses its claim button (the case leaves the queue with the deletion)."""
         if record.card_message_id is None or self.therapist_chat_id is None:
@@ -165,7 +168,7 @@ class HandoffService:
                 return message_id
         raise HandoffFailed("the therapists' chat could not be reached")
 
-    def view(self, record: Any, *, overdue: bool = False) -> CaseView:
+    def view(self, record: CaseRecord, *, overdue: bool = False) -> CaseView:
         session = record.session or {}
         return CaseView(
             id=record.id,
