@@ -1,4 +1,5 @@
-"""The console chat (``python -m bot chat``) leaves no personal data on disk."""
+"""The console chat (``python -m bot chat``, on a throwaway SQLite database) leaves no personal
+data on disk."""
 
 from __future__ import annotations
 
