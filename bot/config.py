@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         """The Fernet keys in clear, for :class:`storage.Cipher` only."""
         return [key.get_secret_value() for key in self.triage_encryption_keys]
 
-    def __repr_args__(self):  # type: ignore[no-untyped-def]
+    def __repr_args__(self):
         # DATABASE_URL may carry a password: shown as the check shows it
         for name, value in super().__repr_args__():
             yield name, (_safe_url(value) if name == "database_url" else value)
@@ -171,7 +171,7 @@ def read_settings(**overrides: object) -> tuple[Settings, list[str]]:
         if name in Settings.model_fields
     }
     try:
-        settings = Settings(**{**overrides, **fallback})  # type: ignore[arg-type]
+        settings = Settings(**{**overrides, **fallback})
     except ValidationError:  # pragma: no cover - defaults are valid
         settings = Settings.model_construct()
     return settings, list(problems.values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
 from telegram import (
     BotCommand,
@@ -24,11 +24,11 @@ from telegram.ext import (
 )
 
 from bot import metrics
-from bot.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
 from bot.updates import PerChatUpdateProcessor
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
+from handoff.citizens import CitizenService, Incoming
 from handoff.desk import TherapistDesk
 from handoff.ports import Messenger
 from handoff.replies import Answer
@@ -225,7 +225,7 @@ def build_application(
     base_url: str,
     *,
     on_start: Callable[[Application], Awaitable[None]] | None = None,
-    on_stop: Callable[[Application], Awaitable[None]] | None = None,
+    on_stop: Callable[[Application], Coroutine[object, object, None]] | None = None,
 ) -> Application:
     async def post_init(app: Application) -> None:
         await register_commands(app)

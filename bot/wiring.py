@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.citizens import CitizenService
+from bot import metrics
 from bot.config import Settings
 from flows.conversation import ScreeningFlow
 from flows.risk_text import warm_up
+from handoff.citizens import CitizenService
 from handoff.desk import TherapistDesk
 from handoff.escalation import Escalator
 from handoff.ports import Messenger, StoreRunner, in_worker_thread
 from handoff.service import HandoffService
+from reports.journal import export_for_therapist
 
 
 @dataclass
@@ -41,7 +43,7 @@ def build_services(
     # entry point, not on the event loop when the first citizen types (which would hold up
     # every other chat meanwhile).
     warm_up()
-    extra = {} if retry_delays is None else {"retry_delays": retry_delays}
+    extra: dict[str, Any] = {} if retry_delays is None else {"retry_delays": retry_delays}
     handoff = HandoffService(
         store,
         messenger,
@@ -51,7 +53,7 @@ def build_services(
         run_store=run_store,
         **extra,
     )
-    desk = TherapistDesk(store, messenger, handoff, clock, run_store=run_store)
+    desk = TherapistDesk(store, messenger, handoff, clock, run_store=run_store, export=export_for_therapist)
     citizens = CitizenService(
         store,
         messenger,
@@ -64,6 +66,7 @@ def build_services(
         retention_days=settings.retention_days,
         clock=clock,
         run_store=run_store,
+        count_error=lambda error: metrics.count_error(error, telegram=False),
     )
     escalator = Escalator(
         store,

@@ -426,9 +426,9 @@ class _Turn:
             prefix = f"a:{question.id}:"
             if event.data.startswith(prefix):
                 raw = event.data[len(prefix) :]
-                for choice in question.choices:
-                    if str(choice.value) == raw:
-                        return choice.value
+                for option in question.choices:
+                    if str(option.value) == raw:
+                        return option.value
             self.say(t("reprompt_stale", lang), prompt=True)
             self.prompt()
             return None

@@ -1,4 +1,6 @@
-"""Storage: encryption at rest, the schema migrations and the one repository implementation.
+"""Storage: encryption at rest, the schema migrations and the one repository implementation
+of the store ports (``handoff/ports.py``): ``SqlRepository``, composed of one module per kind
+of thing stored (``citizens``, ``cases``, ``relays``, ``team``, ``keys``; see ``repository``).
 
 Health answers, free text, chat ids and relayed messages are encrypted at rest; a citizen
 is found by a keyed HMAC of their Telegram user id, never by the id in clear. The HMAC key

@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handoff.journal import fhir_bundle, fhir_json, text_summary, validate_bundle
+    from reports.journal import fhir_bundle, fhir_json, text_summary, validate_bundle
+
     settings = load_settings()
     with current_repository(settings) as repo:
         case = repo.case_by_label(args.case)

@@ -4,7 +4,7 @@ Per ISO week (in TRIAGE_TIMEZONE): contacts, completed screenings, routing, time
 handoff to the first claim (median, 90th percentile), escalations, the share handed over
 outside OPENING_HOURS, outcomes at close, and PHQ-9 / GAD-7 bands. Sessions are decrypted
 to compute the bands; only counts are printed, and every count under 5 is suppressed
-(see ``handoff/statistics.py``). Reading the sessions is written to the audit log
+(see ``reports/statistics.py``). Reading the sessions is written to the audit log
 (actor "operator", action "stats").
 
 ``--plot`` draws a PNG for a team meeting (needs matplotlib: ``pip install '.[ops]'``).
@@ -57,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handoff.statistics import compute, format_table, week_start
+    from reports.statistics import compute, format_table, week_start
 
     settings = load_settings()
     now = datetime.now(UTC)
@@ -119,7 +119,7 @@ def plot(report: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from handoff.statistics import ROUTE_LABELS, ROUTES, format_duration
+    from reports.statistics import ROUTE_LABELS, ROUTES, format_duration
 
     weeks = list(report.weeks)
     x = list(range(len(weeks)))

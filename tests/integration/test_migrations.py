@@ -119,8 +119,7 @@ def test_a_database_from_before_migrations_is_adopted(bare, database_url):
         conn.execute(text("ALTER TABLE triage_case DROP COLUMN version"))
         conn.execute(
             text(
-                "INSERT INTO duty (therapist_id, on_duty, changed_at, first_name) "
-                "VALUES (7, :t, :at, 'Kari')"
+                "INSERT INTO duty (therapist_id, on_duty, changed_at, first_name) VALUES (7, :t, :at, 'Kari')"
             ),
             {"t": True, "at": "2025-01-01 00:00:00"},
         )
@@ -231,10 +230,6 @@ def test_migrations_are_packaged():
     patterns = config["tool"]["setuptools"]["package-data"]["storage"]
     storage = ROOT / "storage"
     shipped = {p for pattern in patterns for p in storage.glob(pattern)}
-    files = {
-        p
-        for p in (storage / "migrations").rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
+    files = {p for p in (storage / "migrations").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert files and files <= shipped, sorted(str(p) for p in files - shipped)
     assert "alembic" in " ".join(config["project"]["dependencies"])

@@ -41,7 +41,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from bot.citizens import Incoming, _worth_storing
 from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
@@ -65,6 +64,7 @@ from flows.model import (
 )
 from flows.questionnaire import LANGS, Question, load_script
 from flows.risk_text import NO_RISK, judge
+from handoff.citizens import Incoming, _worth_storing
 from storage import Cipher, SqlRepository, set_cipher
 from tests.unit.test_citizens import RecordingMessenger
 

@@ -14,7 +14,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from flows.questionnaire import load_script
-from handoff.journal import (
+from reports.journal import (
     LOINC,
     LOINC_SYSTEM,
     ExportRefused,
