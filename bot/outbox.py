@@ -17,7 +17,8 @@ limit, so this module sits in front of the ``Bot`` instead:
   ``urgent_jumps_group_queue=True``: at 20 a minute a backlog of routine intake cards would
   otherwise hold up a crisis card for minutes.
 * A question or re-prompt sent as ``replaceable`` drops the chat's queued ones: a newer
-  question makes them stale, and the citizen sees one question per turn.
+  question makes them stale, and the citizen sees one question per turn. An edit drops the
+  queued edits of the same message (a card brought up to date twice needs only the newest).
 * Limits: a token bucket per private chat; sliding windows (at most *n* sends in any window)
   for the whole bot and for each group. A bucket of size *n* refilling *n* per window would
   let 2*n through in one window and provoke the 429s this module exists to avoid. Routine
@@ -177,6 +178,7 @@ class _Job:
     future: asyncio.Future[Any]
     failures: int = 0  # transient failures so far (RetryAfter does not count)
     replaceable: bool = False  # a question or re-prompt: a newer one makes it stale
+    target: int | None = None  # the message an edit changes: a newer edit of it makes it stale
 
     def key(self) -> tuple[int, int]:
         return (0 if self.urgent else 1, self.seq)
@@ -388,7 +390,7 @@ class Outbox:
         async def call() -> None:
             await _edit_message_text(self.bot, chat_id, message_id, text, reply_markup=markup)
 
-        await self._submit("edit", chat_id, urgent, call)
+        await self._submit("edit", chat_id, urgent, call, target=message_id)
 
     async def copy(
         self, chat_id: int, from_chat_id: int, message_id: int, *, urgent: bool = False
@@ -450,6 +452,7 @@ class Outbox:
         call: Callable[[], Awaitable[Any]],
         *,
         replaceable: bool = False,
+        target: int | None = None,
     ) -> Any:
         if not self._running:
             if self._stopped:
@@ -457,10 +460,14 @@ class Outbox:
             raise OutboxClosed("outbox is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        job = _Job(next(self._seq), kind, chat_id, urgent, call, future, replaceable=replaceable)
+        job = _Job(
+            next(self._seq), kind, chat_id, urgent, call, future, replaceable=replaceable, target=target
+        )
         chat = self._chat(chat_id)
         if replaceable:
-            self._drop_stale(chat)
+            self._drop_stale(chat, lambda queued: queued.replaceable)
+        if target is not None:  # a card edited again before the last edit left: only the newest
+            self._drop_stale(chat, lambda queued: queued.kind == "edit" and queued.target == target)
         if urgent and (chat_id > 0 or self.urgent_jumps_group_queue):
             # a crisis reply overtakes what the chat has queued (urgent ones stay first): a
             # person in crisis must not wait behind their own backlog at one message a second
@@ -476,10 +483,12 @@ class Outbox:
         # shielded: a caller that gives up does not take the message out of the queue
         return await asyncio.shield(future)
 
-    def _drop_stale(self, chat: _Chat) -> None:
-        """A newer question or re-prompt makes the chat's queued ones stale: they are not
-        sent (their callers get None), so every turn ends with one question on screen."""
-        stale = [queued for queued in chat.queue if queued.replaceable]
+    def _drop_stale(self, chat: _Chat, is_stale: Callable[[_Job], bool]) -> None:
+        """A newer question or re-prompt makes the chat's queued ones stale, and a newer edit
+        of a message the queued edits of it: they are not sent (their callers get None), so
+        every turn ends with one question on screen and a card is not edited twice in a row
+        at twenty a minute."""
+        stale = [queued for queued in chat.queue if is_stale(queued)]
         for queued in stale:
             chat.queue.remove(queued)
             self._succeed(queued, None)

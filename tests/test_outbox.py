@@ -406,3 +406,18 @@ async def test_the_urgent_reserve_holds_while_an_urgent_message_waits_and_then_i
     assert _most_in_a_second(waiting) <= 25  # 30 less the reserve while KRISE waited
     assert _most_in_a_second(after) == 30  # given back once the demand is over
     assert tg.rate_limited == []
+
+
+async def test_a_newer_edit_of_a_message_makes_its_queued_edit_stale() -> None:
+    async with running(private_burst=1, private_per_second=2.0) as (tg, outbox):
+        message_id = await outbox.send(CITIZEN, "Kort: ny sak")
+        first = asyncio.create_task(outbox.edit(CITIZEN, message_id, "Kort: prioritert"))
+        other = asyncio.create_task(outbox.edit(CITIZEN, message_id + 1, "another message"))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(outbox.edit(CITIZEN, message_id, "Kort: haster"))
+        results = await asyncio.gather(first, other, second, return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert tg.messages_to(CITIZEN)[0].history == ["Kort: ny sak", "Kort: haster"]
+    edited = [params["message_id"] for params in tg.calls_of("editMessageText")]
+    assert edited == [message_id + 1, message_id]  # the stale edit never left; order kept
+    assert outbox.dropped_stale == 1
