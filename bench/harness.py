@@ -15,6 +15,7 @@ Nothing here is imported by the bot; it only talks to it over HTTP.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import os
 import random
@@ -83,6 +84,7 @@ class BenchStandIn(TelegramStandIn):
         self.injected: dict[int, float] = {}
         self.arrivals: dict[int, list[Arrival]] = defaultdict(list)
         self.requests = 0
+        self.answered: dict[str, float] = {}  # callback query id -> when it was answered
         self.last_sent = 0.0  # when the bot last sent or edited a message
         self._chat_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
         self._group_listeners: list[asyncio.Queue[SentMessage]] = []
@@ -104,6 +106,8 @@ class BenchStandIn(TelegramStandIn):
             if isinstance(chat, int):
                 self.arrivals[chat].append(Arrival(_arrived.get() or now(), lowered, chat, params))
             self.last_sent = now()
+        elif lowered == "answercallbackquery":
+            self.answered.setdefault(str(params.get("callback_query_id")), _arrived.get() or now())
         return await super()._dispatch(method, params)
 
     async def settle(self, quiet: float = 1.0, cap: float = 60.0) -> float:
@@ -246,8 +250,10 @@ class BotProcess:
         webhook: bool = False,
         rate_limits: bool = False,
         extra_env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.standin = standin
+        self.command = command or ["-m", "bot", "run", *(["--webhook"] if webhook else [])]
         self.workdir = workdir
         self.webhook = webhook
         self.log = workdir / "bot.log"
@@ -279,7 +285,7 @@ class BotProcess:
         self.pid: int | None = None
 
     async def start(self) -> None:
-        command = [sys.executable, "-m", "bot", "run", *(["--webhook"] if self.webhook else [])]
+        command = [sys.executable, *self.command]
         started = now()
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
@@ -699,3 +705,137 @@ def card_latencies(tg: BenchStandIn, case_of: dict[int, int], citizens: list[Cit
         if handed is not None and card is not None and card >= handed:
             latencies.append(card - handed)
     return latencies
+
+
+# --------------------------------------------------------------------------------------------
+# sustained random input (issue 31)
+# --------------------------------------------------------------------------------------------
+
+#: (action, weight): what a person at random does next; a burst is several quick texts
+RANDOM_ACTIONS = (
+    ("press", 34),  # a button on the newest message
+    ("typed_answer", 10),  # a number typed for the question
+    ("old_press", 10),  # a button on an older message
+    ("forged", 5),  # button data no keyboard offered
+    ("command", 10),
+    ("long_text", 10),  # a long unicode text
+    ("sticker", 6),
+    ("burst", 10),  # 3-5 short texts within a second
+    ("crisis", 1),  # a crisis phrase
+    ("krise", 1),  # /krise
+)
+RANDOM_MEAN_ACTIONS = sum(w * (4 if a == "burst" else 1) for a, w in RANDOM_ACTIONS) / sum(
+    w for _, w in RANDOM_ACTIONS
+)
+_FORGED = ("a:phq9_1:9", "a:nope:1", "claim:99999", "consent:maybe", "x" * 64, "age:", "🙂", "a::", "skip:zz")
+_COMMANDS = ("/start", "/hjelp", "/tilbake", "/stop", "/help", "/ukjent", "/start")
+_SHORT = ("hei", "hallo?", "??", "jeg vet ikke", "ok", "nei", "ja", "hva nå", "3", "hjelp")
+_UNICODE = "æøåÆØÅ ßü 日本語 עברית العربية 🙂😢🔥👍🏽 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u200d\u00a0"
+
+
+def long_text(rng: random.Random) -> str:
+    words = []
+    for _ in range(rng.randint(40, 600)):
+        words.append("".join(rng.choice(_UNICODE) for _ in range(rng.randint(1, 8))))
+    return " ".join(words)[:4000]
+
+
+@dataclass
+class Action:
+    kind: str
+    update_id: int
+    query_id: str | None = None  # a button press's callback query
+
+
+@dataclass
+class RandomPerson:
+    """Someone who does things at random, about ``rate`` actions a second, without waiting
+    for the bot: what issue 31 calls sustained random input."""
+
+    tg: BenchStandIn
+    user_id: int
+    rng: random.Random
+    rate: float
+    actions: list[Action] = field(default_factory=list)
+
+    def _note(self, kind: str, update: dict[str, Any]) -> None:
+        query = update.get("callback_query")
+        self.actions.append(Action(kind, update["update_id"], query["id"] if query else None))
+
+    def _press(self, kind: str, messages: list[SentMessage], forged: bool = False) -> bool:
+        with_buttons = [m for m in messages if m.callback_data]
+        if not with_buttons:
+            return False
+        message = with_buttons[-1] if kind == "press" else self.rng.choice(with_buttons)
+        data = self.rng.choice(_FORGED) if forged else self.rng.choice(message.callback_data)
+        self._note(kind, self.tg.press(self.user_id, message, data, strict=False))
+        return True
+
+    async def act(self) -> None:
+        tg, rng, uid = self.tg, self.rng, self.user_id
+        kinds, weights = zip(*RANDOM_ACTIONS, strict=True)
+        kind = rng.choices(kinds, weights)[0]
+        messages = tg._bot_messages.get(uid, [])
+        if kind in ("press", "old_press", "forged") and self._press(kind, messages, kind == "forged"):
+            return
+        if kind == "typed_answer":
+            self._note(kind, tg.user_message(uid, str(rng.randint(1, 4))))
+        elif kind == "command":
+            self._note(kind, tg.user_message(uid, rng.choice(_COMMANDS)))
+        elif kind == "long_text":
+            self._note(kind, tg.user_message(uid, long_text(rng)))
+        elif kind == "sticker":
+            self._note(kind, tg.user_sticker(uid))
+        elif kind == "crisis":
+            self._note(kind, tg.user_message(uid, rng.choice(CRISIS_PHRASES)))
+        elif kind == "krise":
+            self._note(kind, tg.user_message(uid, "/krise"))
+        elif kind == "burst":
+            for n in range(rng.randint(3, 5)):
+                if n:
+                    await asyncio.sleep(rng.uniform(0.05, 0.25))
+                self._note(kind, tg.user_message(uid, rng.choice(_SHORT)))
+        else:  # a press with no button to press yet
+            self._note("command", tg.user_message(uid, "/start"))
+
+    async def run(self, seconds: float) -> None:
+        self._note("command", self.tg.user_message(self.user_id, "/start"))
+        start = now()
+        events_per_second = self.rate / RANDOM_MEAN_ACTIONS
+        at = start
+        while True:  # on a schedule of its own: a burst's pauses do not slow the rate
+            at += self.rng.expovariate(events_per_second)
+            if at >= start + seconds:
+                return
+            await asyncio.sleep(max(0.0, at - now()))
+            await self.act()
+
+
+def action_replies(
+    tg: BenchStandIn, people: list[RandomPerson], lost_kinds: dict[str, int] | None = None
+) -> tuple[list[float], int, int]:
+    """Per action: handed to the bot -> the first message sent or edited in that chat after
+    it (a button press the bot only answered, without a message, counts from that answer).
+    Returns (latencies, actions without any reply, presses answered only silently)."""
+    latencies: list[float] = []
+    lost = silent = 0
+    for person in people:
+        arrivals = sorted(a.t for a in tg.arrivals.get(person.user_id, ()))
+        for action in person.actions:
+            handed = tg.handed.get(action.update_id)
+            if handed is None:
+                lost += 1  # never even fetched by the bot
+                if lost_kinds is not None:
+                    lost_kinds[action.kind] = lost_kinds.get(action.kind, 0) + 1
+                continue
+            i = bisect.bisect_left(arrivals, handed)
+            if i < len(arrivals):
+                latencies.append(arrivals[i] - handed)
+            elif action.query_id is not None and action.query_id in tg.answered:
+                silent += 1
+                latencies.append(max(0.0, tg.answered[action.query_id] - handed))
+            else:
+                lost += 1
+                if lost_kinds is not None:
+                    lost_kinds[action.kind] = lost_kinds.get(action.kind, 0) + 1
+    return latencies, lost, silent

@@ -54,12 +54,15 @@ from bench.harness import (  # noqa: E402
     CRISIS_PHRASES,
     ROOT,
     SEND_METHODS,
+    THERAPIST_CHAT,
     BenchStandIn,
     BotProcess,
     Citizen,
     Database,
+    RandomPerson,
     Stuck,
     Therapists,
+    action_replies,
     card_latencies,
     make_citizens,
     median,
@@ -83,7 +86,18 @@ TARGETS = {
     "card_p99": 0.100,  # s, at 200 concurrent citizens
     "crisis": 1.0,  # s, limits on, 500 routine queued
     "memory": 300 * MB,  # peak RSS with 1,000 open conversations
+    "cpu_ratio": 1.5,  # the bot's CPU per reply / a minimal PTB bot's, same load
+    "pipe": 0.85,  # messages sent / (30/s x the run), 120 citizens at once, limits on
+    "random_median": 1.5,  # s, action -> its reply under sustained random input, limits on
+    "random_p95": 5.0,  # s, same
+    "random_lost": 0,  # actions without a reply by the end
 }
+TELEGRAM_PER_SECOND = 30
+
+
+def cpu_ratio(r: dict[str, Any]) -> float:
+    """The bot's CPU per reply over the minimal PTB bot's (one reply per update in both)."""
+    return r["bot_cpu_ms"] / r["minimal_cpu_ms"]
 
 
 def say(message: str) -> None:
@@ -332,6 +346,151 @@ async def crisis_phase(backend: str, args: argparse.Namespace, workdir: Path) ->
     return out
 
 
+async def minimal_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The yardstick: ``bench/minimal_bot.py`` (a minimal PTB bot, encrypted SQLite,
+    AIORateLimiter) through the same throughput run as the bot, limits off in both."""
+    from cryptography.fernet import Fernet
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    async with BenchStandIn(limits=False) as tg:
+        env = {"MINIMAL_DB": str(workdir / "minimal.sqlite3"), "MINIMAL_KEY": Fernet.generate_key().decode()}
+        bot = BotProcess(tg, "", workdir, key="", extra_env=env,
+                         command=[str(ROOT / "bench" / "minimal_bot.py")])  # fmt: skip
+        await bot.start()
+        await crowd(make_citizens(tg, 3, first_id=1_000, seed=args.seed + 1, think=0), screen)
+        say(f"minimal PTB bot: throughput, {args.citizens} citizens through the same screening")
+        citizens = make_citizens(tg, args.citizens, first_id=100_000, seed=args.seed, think=0)
+        cpu0, t0 = bot.cpu_seconds(), now()
+        elapsed, failed = await crowd(citizens, screen, cap=args.cap)
+        t1 = now()
+        cpu = bot.cpu_seconds() - cpu0
+        updates = handed_between(tg, t0, t1)
+        await bot.stop()
+    out = {
+        "minimal_cpu_ms": 1000 * cpu / max(1, updates),
+        "minimal_throughput": updates / elapsed,
+        "minimal_failed": failed,
+    }
+    say(f"minimal PTB bot: {updates} updates in {elapsed:.1f}s, CPU {out['minimal_cpu_ms']:.1f} ms/update")
+    return out
+
+
+async def pipe_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Limits on (stand-in and outbox): ``--pipe-citizens`` start the screening at once, and
+    the bot's messages (sends and edits: each counts against Telegram's 30/s in the outbox)
+    are counted until the last has finished (or the cap). Meanwhile a citizen writes a
+    crisis phrase behind that backlog; its reply must still leave within a second."""
+    db = Database("sqlite", workdir)
+    out: dict[str, Any] = {}
+    try:
+        async with BenchStandIn(limits=True) as tg:
+            bot = BotProcess(tg, db.url, workdir, key=Cipher.generate_key(), rate_limits=True)
+            await bot.start()
+            therapists = Therapists(tg)
+            await therapists.go_on_duty()
+            await tg.settle(quiet=1.5)
+            n = args.pipe_citizens
+            say(f"pipe: {n} citizens start at once, limits on")
+            citizens = make_citizens(tg, n, first_id=600_000, seed=args.seed + 5, think=0, timeout=300)
+            sent0 = tg.sent_count()
+
+            async def crisis_behind() -> None:
+                await asyncio.sleep(args.pipe_crisis_after)
+                user = 690_001
+                update = tg.user_message(user, CRISIS_PHRASES[1])["update_id"]
+                try:
+                    await tg.nth_message(user, 1, 60)
+                    arrived = next(a.t for a in tg.arrivals[user] if a.method in SEND_METHODS)
+                    out["pipe_crisis"] = arrived - tg.handed[update]
+                except TimeoutError:
+                    out["pipe_crisis"] = float("inf")
+
+            crisis = asyncio.create_task(crisis_behind())
+            t0 = now()
+            elapsed, failed = await crowd(citizens, screen, cap=args.pipe_cap)
+            await crisis
+            sent = tg.sent_count() - sent0
+            sends = sum(1 for a in (x for v in tg.arrivals.values() for x in v)
+                        if a.method in SEND_METHODS and a.t >= t0)  # fmt: skip
+            out.update(
+                pipe_seconds=elapsed,
+                pipe_sent=sent,
+                pipe_sends=sends,
+                pipe_fill=sent / (TELEGRAM_PER_SECOND * elapsed),
+                pipe_completed=sum(c.finished for c in citizens),
+                pipe_failed=failed,
+                pipe_429=len(tg.rate_limited),
+            )
+            await therapists.stop()
+            await bot.stop()
+    finally:
+        db.close()
+    say(
+        f"pipe: {out['pipe_sent']} messages ({out['pipe_sends']} sends) in {out['pipe_seconds']:.1f}s = "
+        f"{out['pipe_fill']:.0%} of 30/s; {out['pipe_completed']} of {args.pipe_citizens} completed; "
+        f"crisis reply behind it {ms(out['pipe_crisis'])}; {out['pipe_429']} 429s"
+    )
+    return out
+
+
+async def random_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Issue 31's sustained random input, limits on: ``--random-people`` at once, about
+    ``--random-rate`` actions a second in all (commands, presses new and old, forged button
+    data, long unicode texts, stickers, bursts, now and then a crisis), for
+    ``--random-seconds``; then up to 15 s for the last replies."""
+    import random
+
+    db = Database("sqlite", workdir)
+    try:
+        async with BenchStandIn(limits=True) as tg:
+            bot = BotProcess(tg, db.url, workdir, key=Cipher.generate_key(), rate_limits=True)
+            await bot.start()
+            therapists = Therapists(tg)
+            await therapists.go_on_duty()
+            await tg.settle(quiet=1.5)
+            rng = random.Random(args.seed + 7)
+            per_person = args.random_rate / args.random_people
+            people = [RandomPerson(tg, 800_000 + n, random.Random(rng.random()), per_person)
+                      for n in range(args.random_people)]  # fmt: skip
+            say(f"random: {len(people)} people, ~{args.random_rate:g} actions/s for {args.random_seconds:g}s")
+            sent0, t0 = tg.sent_count(), now()
+            await asyncio.gather(*(p.run(args.random_seconds) for p in people))
+            run_seconds = now() - t0
+            sent = tg.sent_count() - sent0
+            drain = await tg.settle(quiet=3.0, cap=15.0)
+            group = sum(1 for a in tg.arrivals.get(THERAPIST_CHAT, ()) if a.t >= t0)
+            lost_kinds: dict[str, int] = {}
+            latencies, lost, silent = action_replies(tg, people, lost_kinds)
+            actions = sum(len(p.actions) for p in people)
+            await therapists.stop()
+            await bot.stop()
+            tracebacks = bot.output().count("Traceback")
+    finally:
+        db.close()
+    out = {
+        "random_actions": actions,
+        "random_rate": actions / run_seconds,
+        "random_sent_rate": sent / run_seconds,
+        "random_median": median(latencies),
+        "random_p95": percentile(latencies, 95),
+        "random_lost": lost,
+        "random_silent": silent,
+        "random_429": len(tg.rate_limited),
+        "random_tracebacks": tracebacks,
+        "random_lost_kinds": lost_kinds,
+        "random_drain": drain,
+        "random_group": group,
+    }
+    say(
+        f"random: {actions} actions ({out['random_rate']:.1f}/s), {out['random_sent_rate']:.1f} messages/s "
+        f"sent; action -> reply median {ms(out['random_median'])}, p95 {ms(out['random_p95'])}; "
+        f"{lost} without a reply {lost_kinds or ''}, {silent} presses answered only silently; "
+        f"{out['random_429']} 429s, {tracebacks} tracebacks in the bot's log; {group} of the messages "
+        f"were cards in the therapists' group; the last replies came {drain:.1f}s after the end"
+    )
+    return out
+
+
 async def outbox_alone(args: argparse.Namespace) -> dict[str, Any]:
     """The in-process part: bench/outbox_under_load.py's runs (Outbox + PTB Bot, limits on)."""
     from bench.outbox_under_load import OFFSETS, one_run
@@ -420,6 +579,24 @@ def table(results: dict[str, dict[str, Any]], extra: dict[str, Any], args: argpa
             *[ms(extra["outbox_new_max"]) if i == 0 else "″" for i in range(len(backends))],
             "≤ 1 s", verdict(extra["outbox_new_max"] <= TARGETS["crisis"]),
         ])  # fmt: skip
+    add("6. bot CPU per reply / minimal PTB bot's, same load",
+        lambda r: f"{r['bot_cpu_ms']:.1f} / {r['minimal_cpu_ms']:.1f} ms = {cpu_ratio(r):.2f}",
+        f"≤ {TARGETS['cpu_ratio']:g}", lambda r: cpu_ratio(r) <= TARGETS["cpu_ratio"])  # fmt: skip
+    add(f"7. Telegram's pipe, {getattr(args, 'pipe_citizens', 120)} citizens at once, limits on",
+        lambda r: f"{r['pipe_fill']:.0%} ({r['pipe_sent']} in {r['pipe_seconds']:.0f} s)",
+        f"≥ {TARGETS['pipe']:.0%}", lambda r: r["pipe_fill"] >= TARGETS["pipe"])  # fmt: skip
+    add("   crisis phrase → reply behind that backlog", lambda r: ms(r["pipe_crisis"]),
+        "≤ 1 s", lambda r: r["pipe_crisis"] <= TARGETS["crisis"])  # fmt: skip
+    people = getattr(args, "random_people", 40)
+    add(f"8. random input, {people} people, limits on: actions/s, messages/s sent",
+        lambda r: f"{r['random_rate']:.1f}, {r['random_sent_rate']:.1f}")  # fmt: skip
+    add("   action → reply, median", lambda r: ms(r["random_median"]), f"< {TARGETS['random_median']:g} s",
+        lambda r: r["random_median"] < TARGETS["random_median"])  # fmt: skip
+    add("   action → reply, p95", lambda r: ms(r["random_p95"]), f"< {TARGETS['random_p95']:g} s",
+        lambda r: r["random_p95"] < TARGETS["random_p95"])  # fmt: skip
+    add("   actions without a reply by the end (of all)",
+        lambda r: f"{r['random_lost']} ({r['random_actions']})",
+        "0", lambda r: r["random_lost"] <= TARGETS["random_lost"])  # fmt: skip
     add("5. peak RSS, load run", lambda r: f"{r['peak_rss'] / MB:.0f} MB")
     if any("conv_per" in r for r in results.values()):
         add(f"   RSS per open conversation ({args.conversations})",
@@ -484,11 +661,18 @@ async def main_async(args: argparse.Namespace) -> int:
     for backend in backends:
         with tempfile.TemporaryDirectory(prefix=f"rph-bench-{backend}-") as tmp:
             root = Path(tmp)
-            r = await load_phases(backend, args, root / "load")
+            r = {} if args.skip_load else await load_phases(backend, args, root / "load")
             if not args.skip_memory:
                 r |= await memory_phase(backend, args, root / "memory")
             if not args.skip_crisis:
                 r |= await crisis_phase(backend, args, root / "crisis")
+            if backend == "sqlite":  # the rest is about the bot and Telegram, not the database
+                if not args.skip_minimal:
+                    r |= await minimal_phase(args, root / "minimal")
+                if not args.skip_pipe:
+                    r |= await pipe_phase(args, root / "pipe")
+                if not args.skip_random:
+                    r |= await random_phase(args, root / "random")
             results[backend] = r
     if not args.skip_crisis:
         say("outbox alone (bench/outbox_under_load.py), limits on")
@@ -540,6 +724,14 @@ def main() -> int:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-crisis", action="store_true")
     parser.add_argument("--no-inprocess", action="store_true")
+    parser.add_argument("--skip-load", action="store_true", help="no throughput and latency runs")
+    parser.add_argument("--skip-minimal", action="store_true", help="no minimal PTB bot (CPU ratio)")
+    parser.add_argument("--skip-pipe", action="store_true", help="no pipe run (120 citizens, limits on)")
+    parser.add_argument("--skip-random", action="store_true", help="no random-input run (issue 31)")
+    parser.add_argument("--pipe-citizens", type=int, default=120)
+    parser.add_argument("--random-people", type=int, default=40)
+    parser.add_argument("--random-rate", type=float, default=23.0, help="actions a second, all together")
+    parser.add_argument("--random-seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=6)
     args = parser.parse_args()
     args.cap = 240.0  # seconds: a throughput run longer than that is cut off (and says so)
@@ -547,6 +739,7 @@ def main() -> int:
     args.crisis_offset = 1.0
     args.crisis_timeout = 90.0
     args.outbox_runs = 3
+    args.pipe_cap, args.pipe_crisis_after = 240.0, 20.0
     # in-process: 200 at once, as in the throughput run, about 14,000 updates (5-7 s a row);
     # one at a time, about 2,800 (3 s on PostgreSQL)
     args.inprocess_citizens, args.inprocess_concurrency, args.inprocess_serial_citizens = 400, 200, 80
@@ -556,6 +749,8 @@ def main() -> int:
         args.routine = min(args.routine, 100)
         args.cap, args.latency_cap, args.crisis_timeout = 30.0, 10.0, 20.0
         args.outbox_runs = 1
+        args.pipe_cap, args.pipe_crisis_after = 40.0, 10.0
+        args.random_seconds = min(args.random_seconds, 20.0)
         args.inprocess_citizens, args.inprocess_concurrency, args.inprocess_serial_citizens = 200, 200, 3
     if args.profile:
         args.profile_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from telegram.ext import Application
 from bot import database
 from bot.config import Settings
 from bot.outbox import Outbox
-from bot.telegram import TelegramHandlers, build_application
+from bot.telegram import OUTBOX_WORKERS, TelegramHandlers, build_application
 from bot.wiring import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def create_app(
     # Every message leaves through one priority queue: crisis replies and cards first, within
     # Telegram's flood limits. Cards may overtake routine cards in the group (order there
     # does not matter; time does).
-    outbox = Outbox(app.bot, urgent_jumps_group_queue=True, enabled=rate_limits)
+    outbox = Outbox(app.bot, urgent_jumps_group_queue=True, enabled=rate_limits, workers=OUTBOX_WORKERS)
     services = build_services(settings, store, outbox, clock=clock)
     TelegramHandlers(services.citizens, services.desk, outbox, settings.therapist_user_ids).install(app)
     return app, services

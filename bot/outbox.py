@@ -17,13 +17,19 @@ limit, so this module sits in front of the ``Bot`` instead:
   ``urgent_jumps_group_queue=True``: at 20 a minute a backlog of routine intake cards would
   otherwise hold up a crisis card for minutes.
 * A question or re-prompt sent as ``replaceable`` drops the chat's queued ones: a newer
-  question makes them stale, and the citizen sees one question per turn.
+  question makes them stale, and the citizen sees one question per turn. An edit drops the
+  queued edits of the same message (a card brought up to date twice needs only the newest).
 * Limits: a token bucket per private chat; sliding windows (at most *n* sends in any window)
   for the whole bot and for each group. A bucket of size *n* refilling *n* per window would
   let 2*n through in one window and provoke the 429s this module exists to avoid. Routine
-  messages may only use ``overall_per_second - urgent_reserve`` of the overall window and
-  ``group_per_minute - group_urgent_reserve`` of a group's (the therapists' group gets the
-  crisis cards and many routine edits), so urgent ones always find room.
+  messages may use the whole overall window except while urgent ones are in demand (one is
+  queued, or one left within the last ``urgent_hold`` seconds): then only
+  ``overall_per_second - urgent_reserve``, so the next urgent one finds room at once. The
+  reserve follows demand because a backlog spreads its sends over the window, so a slot
+  frees every 1/30 s anyway; a fixed reserve only left the pipe a sixth empty. A group's
+  reserve (``group_per_minute - group_urgent_reserve`` for routine sends; the therapists'
+  group gets the crisis cards and many routine edits) stays fixed: at 20 a minute a slot
+  frees only every few seconds.
 * Sends are counted when their response arrives (requests in flight count as "now"), which
   is never earlier than Telegram saw them, so network jitter cannot squeeze more sends into
   one of Telegram's windows than we allowed.
@@ -172,6 +178,7 @@ class _Job:
     future: asyncio.Future[Any]
     failures: int = 0  # transient failures so far (RetryAfter does not count)
     replaceable: bool = False  # a question or re-prompt: a newer one makes it stale
+    target: int | None = None  # the message an edit changes: a newer edit of it makes it stale
 
     def key(self) -> tuple[int, int]:
         return (0 if self.urgent else 1, self.seq)
@@ -245,6 +252,7 @@ class Outbox:
         group_per_minute: int = 20,
         group_window: float = 60.0,
         urgent_reserve: int = 5,
+        urgent_hold: float = 1.0,
         group_urgent_reserve: int = 3,
         urgent_jumps_group_queue: bool = False,
         enabled: bool = True,
@@ -266,6 +274,8 @@ class Outbox:
         self.group_per_minute = group_per_minute
         self.group_window = group_window
         self.urgent_reserve = urgent_reserve
+        self.urgent_hold = urgent_hold
+        self._last_urgent = -math.inf  # when an urgent message last left
         self.group_urgent_reserve = group_urgent_reserve
         self.urgent_jumps_group_queue = urgent_jumps_group_queue
         self.workers = workers
@@ -380,7 +390,7 @@ class Outbox:
         async def call() -> None:
             await _edit_message_text(self.bot, chat_id, message_id, text, reply_markup=markup)
 
-        await self._submit("edit", chat_id, urgent, call)
+        await self._submit("edit", chat_id, urgent, call, target=message_id)
 
     async def copy(
         self, chat_id: int, from_chat_id: int, message_id: int, *, urgent: bool = False
@@ -442,6 +452,7 @@ class Outbox:
         call: Callable[[], Awaitable[Any]],
         *,
         replaceable: bool = False,
+        target: int | None = None,
     ) -> Any:
         if not self._running:
             if self._stopped:
@@ -449,10 +460,14 @@ class Outbox:
             raise OutboxClosed("outbox is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        job = _Job(next(self._seq), kind, chat_id, urgent, call, future, replaceable=replaceable)
+        job = _Job(
+            next(self._seq), kind, chat_id, urgent, call, future, replaceable=replaceable, target=target
+        )
         chat = self._chat(chat_id)
         if replaceable:
-            self._drop_stale(chat)
+            self._drop_stale(chat, lambda queued: queued.replaceable)
+        if target is not None:  # a card edited again before the last edit left: only the newest
+            self._drop_stale(chat, lambda queued: queued.kind == "edit" and queued.target == target)
         if urgent and (chat_id > 0 or self.urgent_jumps_group_queue):
             # a crisis reply overtakes what the chat has queued (urgent ones stay first): a
             # person in crisis must not wait behind their own backlog at one message a second
@@ -468,10 +483,12 @@ class Outbox:
         # shielded: a caller that gives up does not take the message out of the queue
         return await asyncio.shield(future)
 
-    def _drop_stale(self, chat: _Chat) -> None:
-        """A newer question or re-prompt makes the chat's queued ones stale: they are not
-        sent (their callers get None), so every turn ends with one question on screen."""
-        stale = [queued for queued in chat.queue if queued.replaceable]
+    def _drop_stale(self, chat: _Chat, is_stale: Callable[[_Job], bool]) -> None:
+        """A newer question or re-prompt makes the chat's queued ones stale, and a newer edit
+        of a message the queued edits of it: they are not sent (their callers get None), so
+        every turn ends with one question on screen and a card is not edited twice in a row
+        at twenty a minute."""
+        stale = [queued for queued in chat.queue if is_stale(queued)]
         for queued in stale:
             chat.queue.remove(queued)
             self._succeed(queued, None)
@@ -485,31 +502,35 @@ class Outbox:
         when something changes)."""
         if now < self._paused_until:
             return None, self._paused_until - now
-        if self.enabled:
-            for_urgent = self._overall.wait(now)
-            for_routine = self._overall.wait(now, self._overall.limit - self.urgent_reserve)
-        else:
-            for_urgent = for_routine = 0.0
+        for_urgent = self._overall.wait(now) if self.enabled else 0.0
         if for_urgent != 0.0:  # not even urgent messages may go
             return None, for_urgent
+        # routine may use the whole window unless urgent messages are in demand (below)
+        urgent_demand = now - self._last_urgent < self.urgent_hold
         best: _Job | None = None
         wake = math.inf
         for chat_id in self._pending:
             chat = self._chats[chat_id]
+            job = chat.queue[0]
+            urgent_demand = urgent_demand or job.urgent
             if chat.busy:
                 continue  # its response wakes us
-            job = chat.queue[0]
             if best is not None and job.key() > best.key():
-                continue
-            if not job.urgent and for_routine != 0.0:
-                if for_routine is not None:
-                    wake = min(wake, for_routine)
                 continue
             wait = chat.wait(now, self.group_urgent_reserve)
             if wait == 0.0:
                 best = job
             elif wait is not None:
                 wake = min(wake, wait)
+        if best is not None and not best.urgent and urgent_demand and self.enabled:
+            # urgent messages are in demand: routine ones leave the reserve to them
+            for_routine = self._overall.wait(now, self._overall.limit - self.urgent_reserve)
+            if for_routine != 0.0:
+                best = None
+                if for_routine is not None:
+                    wake = min(wake, for_routine)
+                if self._last_urgent + self.urgent_hold > now:  # the demand ends by itself
+                    wake = min(wake, self._last_urgent + self.urgent_hold - now + _EPSILON)
         if best is not None:
             return best, None
         return None, None if wake == math.inf else wake
@@ -525,6 +546,8 @@ class Outbox:
             if isinstance(chat.limit, SlidingWindow):
                 chat.limit.acquire()
         self._idle -= 1
+        if job.urgent:
+            self._last_urgent = asyncio.get_running_loop().time()
         self._handoff.put_nowait(job)
 
     async def _schedule(self) -> None:

@@ -25,7 +25,7 @@ from telegram.ext import (
 
 from bot import metrics
 from bot.commands import CITIZEN_COMMANDS, MENU
-from bot.updates import PerChatUpdateProcessor
+from bot.updates import PerChatUpdateProcessor, chat_may_continue
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
 from handoff.citizens import CitizenService, Incoming
@@ -36,6 +36,15 @@ from handoff.replies import Answer
 log = logging.getLogger(__name__)
 
 PRIVATE = filters.ChatType.PRIVATE
+
+# Bot API requests in flight at once: the outbox's workers, the callback answers, and a few
+# more (commands, a therapist's button). httpcore checks every pooled connection on every
+# request (quadratically for idle ones), so a pool that grew to a few hundred connections
+# under a burst of button presses cost more CPU than the requests themselves.
+OUTBOX_WORKERS = 16
+ANSWERS_AT_ONCE = 8
+CONNECTION_POOL = OUTBOX_WORKERS + ANSWERS_AT_ONCE + 8
+POOL_TIMEOUT = 10.0  # seconds a request may wait for a free connection before TimedOut
 
 
 def keyboard(options: Sequence[Sequence[Option]]) -> InlineKeyboardMarkup | None:
@@ -79,6 +88,7 @@ class TelegramHandlers:
         self.desk = desk
         self.messenger = messenger
         self.therapist_ids = therapist_ids
+        self._answering = asyncio.Semaphore(ANSWERS_AT_ONCE)
 
     def is_therapist(self, update: Update) -> bool:
         user = update.effective_user
@@ -100,10 +110,12 @@ class TelegramHandlers:
         assert update.effective_message is not None and update.effective_message.text
         typed = update.effective_message.text.split()[0].lstrip("/").split("@")[0].lower()
         arg = " ".join(context.args or [])
-        await self.citizens.handle(_who(update), Command(CITIZEN_COMMANDS.get(typed, typed), arg))
+        await self.citizens.handle(
+            _who(update), Command(CITIZEN_COMMANDS.get(typed, typed), arg), queued=chat_may_continue
+        )
 
     async def unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self.citizens.handle(_who(update), Command("unknown"))
+        await self.citizens.handle(_who(update), Command("unknown"), queued=chat_may_continue)
 
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -111,7 +123,7 @@ class TelegramHandlers:
         if self.is_therapist(update):
             await self.therapist_text(update)
             return
-        await self.citizens.handle(_who(update), Text(message.text or ""))
+        await self.citizens.handle(_who(update), Text(message.text or ""), queued=chat_may_continue)
 
     async def unsupported(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -119,18 +131,18 @@ class TelegramHandlers:
             await self._reply(update, Answer("Bare tekst videresendes til innbyggeren."))
             return
         kind = next((k for k in MEDIA if message is not None and getattr(message, k, None)), "other")
-        await self.citizens.handle(_who(update), Unsupported(kind))
+        await self.citizens.handle(_who(update), Unsupported(kind), queued=chat_may_continue)
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         assert query is not None
         # Stop the button's spinner alongside the work, not before it: on Telegram the answer
         # is a round trip of its own, and the citizen's reply need not wait for it.
-        answering = asyncio.create_task(_answer_quietly(query))
+        answering = asyncio.create_task(_answer_quietly(query, self._answering))
         try:
             if query.message is None or query.message.chat.type != "private":
                 return  # a citizen's button can only live in a private chat
-            await self.citizens.handle(_who(update), Button(query.data or ""))
+            await self.citizens.handle(_who(update), Button(query.data or ""), queued=chat_may_continue)
         finally:
             await answering
 
@@ -238,15 +250,18 @@ def build_application(
         .base_url(base_url)
         .post_init(post_init)
         .concurrent_updates(PerChatUpdateProcessor())
+        .connection_pool_size(CONNECTION_POOL)
+        .pool_timeout(POOL_TIMEOUT)
     )
     if on_stop is not None:
         builder = builder.post_shutdown(on_stop)
     return builder.build()
 
 
-async def _answer_quietly(query: CallbackQuery) -> None:
+async def _answer_quietly(query: CallbackQuery, at_once: asyncio.Semaphore) -> None:
     """Answer a callback query; a failure only leaves a spinner, so it is logged, not raised."""
     try:
-        await query.answer()
+        async with at_once:  # a burst of presses does not open a connection each
+            await query.answer()
     except Exception as error:  # noqa: BLE001 - the reply itself matters, not the spinner
         log.warning("callback query not answered: %s", type(error).__name__)

@@ -5,11 +5,17 @@ each handler waits for its own reply to leave (about one per second per chat), s
 chat would hold up everyone, including a person in crisis in another chat. Here updates of
 different chats run concurrently; updates of one chat still run one after the other, so a
 citizen's answers are applied in the order they were given.
+
+A handler may let its chat's next update start before it has finished
+(:func:`chat_may_continue`): once its answer is stored and its replies are queued in the
+outbox, the next update can no longer overtake it, and waiting on (its replies' delivery at
+one a second, a card in the therapists' group at twenty a minute) would only hold the chat up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable
 from typing import Any
 
@@ -17,6 +23,16 @@ from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
 from bot import metrics
+
+_release: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("release", default=None)
+
+
+def chat_may_continue() -> None:
+    """Called from a handler: the chat's next update may start now (this handler has stored
+    what it must and queued its replies). Outside a chat's update it does nothing."""
+    event = _release.get()
+    if event is not None:
+        event.set()
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
@@ -33,9 +49,23 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             return
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._waiting[key] = self._waiting.get(key, 0) + 1
+        released = asyncio.Event()
         try:
             async with lock:
-                await coroutine
+                token = _release.set(released)
+                try:  # the task copies the context, and with it the event
+                    handling = asyncio.ensure_future(coroutine)
+                finally:
+                    _release.reset(token)
+                waiting = asyncio.ensure_future(released.wait())
+                try:
+                    await asyncio.wait((handling, waiting), return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    handling.cancel()
+                    raise
+                finally:
+                    waiting.cancel()
+            await handling  # the rest of the handler, outside the chat's turn
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:  # nobody else queued for this chat: forget its lock

@@ -11,8 +11,9 @@ instance, a therapist): the update is then decided again from a fresh read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -83,10 +84,14 @@ class CitizenService:
         self.retention_days = retention_days
         self.clock = clock
         self._db = run_store
+        self._handovers: dict[int, tuple[asyncio.Lock, int]] = {}  # chat -> (turn, waiting)
 
-    async def handle(self, who: Incoming, event: Event) -> None:
+    async def handle(self, who: Incoming, event: Event, *, queued: Callable[[], None] | None = None) -> None:
         """Apply one event. Never raises: on any fault the citizen gets the crisis numbers,
-        and a risk signal in what they wrote still reaches a human."""
+        and a risk signal in what they wrote still reaches a human.
+        ``queued`` is called once the answer is stored and the replies are queued (in order,
+        in the messenger): the chat's next event may be handled from then on, while this one
+        still waits for its replies' delivery and its card."""
         lang = messages.language_for(who.language_code)
         if event == Command("crisis"):
             # needs nothing but the messenger: no database; the button opens an urgent case
@@ -106,7 +111,7 @@ class CitizenService:
         try:
             for attempt in range(1, STALE_RETRIES + 1):
                 try:
-                    await self._handle(who, event, lang, first_aid_given=first_aid is not None)
+                    await self._handle(who, event, lang, first_aid_given=first_aid is not None, queued=queued)
                     break
                 except StaleSession:
                     # the case changed since it was read (another instance, a therapist):
@@ -149,7 +154,15 @@ class CitizenService:
         except Exception as error:  # noqa: BLE001
             log.error("could not send the fail-safe reply: %s", type(error).__name__)
 
-    async def _handle(self, who: Incoming, event: Event, lang: str, *, first_aid_given: bool) -> None:
+    async def _handle(
+        self,
+        who: Incoming,
+        event: Event,
+        lang: str,
+        *,
+        first_aid_given: bool,
+        queued: Callable[[], None] | None,
+    ) -> None:
         """One attempt at an update: read, decide, store (version-checked), then speak.
         Raises StaleSession if the case changed between the read and the write."""
         seen = await self._db(self.store.snapshot, who.user_id, who.update_id)
@@ -209,7 +222,9 @@ class CitizenService:
                 raise  # the citizen gets the apology with the numbers
             if case is None:
                 return  # the same update was applied concurrently
-        await self._carry_out(who, lang, case, reply.actions, team_told_on_failure=first_aid_given)
+        await self._carry_out(
+            who, lang, case, reply.actions, team_told_on_failure=first_aid_given, queued=queued
+        )
 
     async def _carry_out(
         self,
@@ -219,6 +234,7 @@ class CitizenService:
         actions: Sequence[Any],
         *,
         team_told_on_failure: bool,
+        queued: Callable[[], None] | None = None,
     ) -> None:
         """Say what the flow says, and pass on what it hands over, side by side: the card
         for a risk answer neither waits for the citizen's reply to be delivered nor is lost
@@ -228,31 +244,65 @@ class CitizenService:
         ``team_told_on_failure``: :meth:`handle` alerts the team itself if this fails."""
         says = [a for a in actions if isinstance(a, Say)]
         if len(says) == len(actions):  # nothing to hand over (most answers): no task needed
-            await self._say(who.chat_id, says)
+            await self._say(who.chat_id, says, queued)
             return
-        replying = asyncio.create_task(self._say(who.chat_id, says))
+        replying = asyncio.create_task(self._say(who.chat_id, says, queued))
         fail_safe = None
         handed_over = False
         try:
-            for action in actions:
-                if isinstance(action, Alert) and case is not None and not handed_over:
-                    handed_over = True
-                    urgent = _urgent(_routing(actions))
-                    fail_safe = await self._hand_over(lang, case, urgent, team_told_on_failure)
-                elif isinstance(action, Note) and case is not None:
-                    await self.desk.citizen_wrote(
-                        case, action.text, action.risk, who.chat_id, who.message_id, media=action.media
-                    )
+            async with self._handover_turn(who.chat_id) as waited:
+                if waited and case is not None:
+                    # an earlier update's handover (its card) ran meanwhile: start from what
+                    # it stored, so the card is edited, not posted twice
+                    case = await self._db(self.store.case, case.id) or case
+                for action in actions:
+                    if isinstance(action, Alert) and case is not None and not handed_over:
+                        handed_over = True
+                        urgent = _urgent(_routing(actions))
+                        fail_safe = await self._hand_over(lang, case, urgent, team_told_on_failure)
+                    elif isinstance(action, Note) and case is not None:
+                        await self.desk.citizen_wrote(
+                            case, action.text, action.risk, who.chat_id, who.message_id, media=action.media
+                        )
         finally:
             await replying  # its error, if any, after the handover has been tried
         if fail_safe is not None:  # after the reply, so the citizen reads them in order
             await self.messenger.send(who.chat_id, fail_safe, urgent=True)
 
-    async def _say(self, chat_id: int, says: Sequence[Say]) -> None:
-        for say in says:
-            await self.messenger.send(
-                chat_id, say.text, say.options, urgent=say.urgent, replaceable=say.replaceable
+    async def _say(self, chat_id: int, says: Sequence[Say], queued: Callable[[], None] | None = None) -> None:
+        """Queue the turn's messages together, in order (an urgent one lends its priority to
+        those before it, so none overtakes another), then wait for their delivery."""
+        last_urgent = max((n for n, say in enumerate(says) if say.urgent), default=-1)
+        sending = [
+            asyncio.ensure_future(
+                self.messenger.send(
+                    chat_id, say.text, say.options, urgent=n <= last_urgent, replaceable=say.replaceable
+                )
             )
+            for n, say in enumerate(says)
+        ]
+        if queued is not None:
+            await asyncio.sleep(0)  # each send has queued its message (the outbox does at once)
+            queued()
+        if sending:
+            await asyncio.gather(*sending)
+
+    @contextlib.asynccontextmanager
+    async def _handover_turn(self, chat_id: int) -> AsyncIterator[bool]:
+        """One handover (card, notes) at a time per chat, in the order of the updates; yields
+        whether it had to wait for an earlier one."""
+        lock, waiting = self._handovers.get(chat_id, (asyncio.Lock(), 0))
+        self._handovers[chat_id] = (lock, waiting + 1)
+        waited = lock.locked()
+        try:
+            async with lock:
+                yield waited
+        finally:
+            lock, waiting = self._handovers[chat_id]
+            if waiting == 1:
+                del self._handovers[chat_id]
+            else:
+                self._handovers[chat_id] = (lock, waiting - 1)
 
     async def _record_update(self, update_id: int | None) -> None:
         if update_id is not None:
