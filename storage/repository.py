@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel, col
 
 from . import migrate as migrations
+from .courses import keeps_case
 from .crypto import Cipher, EncryptedJSON, EncryptedText, JSONText, LookupKey, current_cipher, set_cipher
 from .engine import SQLITE_BUSY_TIMEOUT, create_engines
 from .migrate import SchemaOutdated, SchemaStatus
@@ -1644,6 +1645,7 @@ class SqlRepository:
                     col(Case.closed_at) <= cutoff,
                     and_(col(Case.closed_at).is_(None), col(Case.updated_at) <= cutoff),
                 ),
+                ~keeps_case(cutoff),  # a course's retention counts from its end (storage/courses.py)
             ),
             "abandoned_screenings": and_(screening, col(Case.finished_at).is_(None)),
             "finished_screenings": and_(screening, col(Case.finished_at).is_not(None)),
