@@ -242,3 +242,30 @@ async def test_the_scheduler_runs_in_the_background_with_every_7_days(running, s
     await standin.wait_for_message(citizen.user_id, contains="Før neste samtale med Kari")
     shown = await kari.say("/course show", contains=label)
     assert "forløpet pågår" in shown.content
+
+
+async def test_risk_typed_during_a_measure_reaches_the_therapist_at_once(running, standin):
+    citizen, kari, label = await case_in_a_course(standin, running, 8501)
+    await kari.say("/measure", contains="er sendt")
+    await standin.wait_for_message(citizen.user_id, contains="Før neste samtale")
+    start = next(d for d in measure_buttons(citizen) if d.endswith(":start"))
+    await citizen.press(start, contains="Spørsmål 1 av")
+    standin.user_message(citizen.user_id, "Jeg har bestemt meg for å ta livet mitt i kveld")
+    alert = await standin.wait_for_message(KARI, contains="VARSEL", timeout=3)
+    assert f"Sak {label}" in alert.content and "ta livet mitt" in alert.content
+    await citizen.settle()
+    assert "113" in "\n".join(m.content for m in standin.messages_to(citizen.user_id)[-4:])
+
+
+async def test_a_declined_measure_is_told_to_the_therapist_without_pressure(running, standin):
+    citizen, kari, label = await case_in_a_course(standin, running, 8601)
+    await kari.say("/measure", contains="er sendt")
+    await standin.wait_for_message(citizen.user_id, contains="Før neste samtale")
+    no = next(d for d in measure_buttons(citizen) if d.endswith(":no"))
+    said = await citizen.press(no, contains="helt greit")
+    assert "Kari" in said.content
+    told = await standin.wait_for_message(KARI, contains="sa nei takk")
+    assert label in told.content and "Ingen grunn til å purre" in told.content
+    # text afterwards goes to Kari as before (the case is hers)
+    standin.user_message(citizen.user_id, "Vi snakkes på torsdag")
+    await standin.wait_for_message(KARI, contains="Vi snakkes på torsdag")
