@@ -45,12 +45,14 @@ from handoff.course_texts import measures_in_copy, progress_text, pt
 from handoff.courses import OSLO, Course, Measure, outcome_text, therapist_view
 from handoff.ports import Messenger, RecipientGone, StoreRunner, in_worker_thread
 from handoff.replies import Answer
+from storage.courses import AlreadyApplied, StaleOccasion
 
 log = logging.getLogger(__name__)
 
 #: the citizen's commands a measurement occasion answers while it is open
 MEASURE_COMMANDS = ("start", "stop", "back", "help", "repeat")
 CHART_BUTTON = "progress:chart"
+STALE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,11 @@ class CourseService:
         await self._db(self.store.audit, str(actor), action, case_id, self.clock())
 
     async def _name(self, therapist_id: int) -> str:
-        if therapist_id not in self.handoff._names:
+        name = self.handoff.name_of(therapist_id)
+        if name == self.handoff.name_of(-1):  # not known in this process yet
             await self.handoff.load_names()
-        return self.handoff.name_of(therapist_id)
+            name = self.handoff.name_of(therapist_id)
+        return name
 
     def _open_hours(self, now: datetime) -> bool:
         return self.hours is None or self.hours.is_open(now.astimezone(self.tz))
@@ -107,9 +111,18 @@ class CourseService:
         on_duty = {record.therapist_id for record in await self.handoff.on_duty()}
         return therapist_id in on_duty and self._open_hours(now)
 
-    async def _update(self, course_id: int, change: Callable[[Course], Any], occasion: Occasion | None = None):
+    async def _update(
+        self,
+        course_id: int,
+        change: Callable[[Course], Any],
+        occasion: Occasion | None = None,
+        *,
+        expected: dict[str, Any] | None = None,
+        update_id: int | None = None,
+    ) -> Any:
         """Change the stored course (row locked) with ``change(course)``, which returns what
-        the caller needs; the occasion, if given, is stored in the same transaction."""
+        the caller needs; the occasion, if given, is stored in the same transaction (only if
+        it is still as ``expected``), with the update id recorded as applied."""
         now = self.clock()
 
         def apply(data: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
@@ -123,6 +136,8 @@ class CourseService:
                 apply,
                 now,
                 occasion=None if occasion is None else _occasion_row(occasion),
+                expected=expected,
+                update_id=update_id,
             )
 
         return await self._db(run)
@@ -321,21 +336,30 @@ class CourseService:
             or (isinstance(event, Command) and event.name in MEASURE_COMMANDS)
         ):
             return False
-        found = await self._db(self.courses.open_occasion_of_citizen, who.user_id)
-        if found is None:
-            if is_measure_button:  # an old occasion's button: closed, never another's
-                await self.messenger.send(who.chat_id, _closed_text(lang))
-                return True
-            return False
-        occasion_row, row = found
-        occasion = Occasion.from_dict(occasion_row.data)
-        if not self._takes(occasion, event):
-            return False
-        ctx = await self._context(row.therapist_id, first_aid_given=first_aid_given)
-        reply = self.flow.handle(occasion, event, ctx)
-        await self._store_reply(row, reply)
-        await self._carry_out(who, row, reply, event, occasion)
-        return True
+        for attempt in range(1, STALE_RETRIES + 1):
+            found = await self._db(self.courses.open_occasion_of_citizen, who.user_id)
+            if found is None:
+                if is_measure_button:  # an old occasion's button: closed, never another's
+                    await self.messenger.send(who.chat_id, _closed_text(lang))
+                    return True
+                return False
+            occasion_row, row = found
+            occasion = Occasion.from_dict(occasion_row.data)
+            if not self._takes(occasion, event):
+                return False
+            ctx = await self._context(row.therapist_id, first_aid_given=first_aid_given)
+            reply = self.flow.handle(occasion, event, ctx)
+            try:
+                await self._store_reply(row, reply, occasion_row.data, who.update_id)
+            except AlreadyApplied:
+                return True  # a redelivered update: applied and answered before
+            except StaleOccasion:
+                if attempt == STALE_RETRIES:
+                    raise
+                continue  # another instance moved the occasion: decide again
+            await self._carry_out(who, row, reply, event, occasion)
+            return True
+        return True  # pragma: no cover - the loop returns or raises
 
     def _takes(self, occasion: Occasion, event: Event) -> bool:
         """Whether the open occasion answers this event: its buttons and commands always; text
@@ -348,7 +372,9 @@ class CourseService:
             return word in {"ja", "j", "yes", "y", "ok", "start", "jo", "nei", "n", "no", "nei takk", "no thanks"}
         return occasion.state not in CLOSED and not occasion.paused
 
-    async def _store_reply(self, row: Any, reply: MeasureReply) -> None:
+    async def _store_reply(
+        self, row: Any, reply: MeasureReply, expected: dict[str, Any], update_id: int | None
+    ) -> None:
         occasion, done = reply.occasion, reply.completed
 
         def change(course: Course) -> None:
@@ -361,7 +387,7 @@ class CourseService:
             elif occasion.state == DECLINED:
                 course.decline(occasion.id, occasion.declined_at or self.clock())
 
-        await self._update(row.id, change, occasion=occasion)
+        await self._update(row.id, change, occasion=occasion, expected=expected, update_id=update_id)
 
     async def _carry_out(
         self, who: Any, row: Any, reply: MeasureReply, event: Event, before: Occasion

@@ -23,13 +23,31 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlmodel import col
 
 from .course_tables import MeasureOccasionRow, TreatmentCourse
-from .tables import Case, Citizen
+from .tables import Case, Citizen, ProcessedUpdate
 
-__all__ = ["ACTIVE", "ENDED", "CourseRow", "CourseStore", "OccasionRow", "keeps_case"]
+__all__ = [
+    "ACTIVE",
+    "ENDED",
+    "AlreadyApplied",
+    "CourseRow",
+    "CourseStore",
+    "OccasionRow",
+    "StaleOccasion",
+    "keeps_case",
+]
 
 ACTIVE = "active"
 ENDED = "ended"
 T = TypeVar("T")
+
+
+class AlreadyApplied(Exception):
+    """The Telegram update was applied before (redelivered): nothing is applied again."""
+
+
+class StaleOccasion(Exception):
+    """The occasion changed since it was read (another instance handled an update of the same
+    chat): decide again from what is stored now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +175,21 @@ class CourseStore:
         now: datetime,
         *,
         occasion: tuple[str, dict[str, Any], bool] | None = None,
+        expected: dict[str, Any] | None = None,
+        update_id: int | None = None,
     ) -> T:
         """Read the course with its row locked, let ``change(data)`` decide, and store the new
         data it returns (None: nothing to store) with the status and end it holds; returns
         what ``change`` returned beside it. ``occasion`` (id, data, open) is stored in the
-        same transaction. LookupError if the course is gone."""
+        same transaction, only if it is still as ``expected`` (the data the decision was made
+        from; else :class:`StaleOccasion`); ``update_id`` is recorded as applied with it
+        (:class:`AlreadyApplied` if it was). LookupError if the course is gone."""
         now = _utc(now)
         with self._tx(write=True) as db:
+            if update_id is not None:
+                if db.get(ProcessedUpdate, int(update_id)) is not None:
+                    raise AlreadyApplied
+                db.add(ProcessedUpdate(update_id=int(update_id), processed_at=now))
             row = db.get(TreatmentCourse, course_id, with_for_update=True)
             if row is None:
                 raise LookupError(f"course {course_id} not found")
@@ -182,7 +208,7 @@ class CourseStore:
                     .execution_options(synchronize_session=False)
                 )
             if occasion is not None:
-                self._save_occasion(db, course_id, *occasion, now)
+                self._save_occasion(db, course_id, *occasion, now, expected=expected)
             return result
 
     # --- a citizen's courses ------------------------------------------------------------------
@@ -251,9 +277,18 @@ class CourseStore:
 
     @staticmethod
     def _save_occasion(
-        db: Any, course_id: int, occasion_id: str, data: dict[str, Any], is_open: bool, now: datetime
+        db: Any,
+        course_id: int,
+        occasion_id: str,
+        data: dict[str, Any],
+        is_open: bool,
+        now: datetime,
+        *,
+        expected: dict[str, Any] | None = None,
     ) -> None:
         row = db.get(MeasureOccasionRow, occasion_id, with_for_update=True)
+        if expected is not None and (row is None or dict(row.data) != expected):
+            raise StaleOccasion
         if row is None:
             db.add(
                 MeasureOccasionRow(

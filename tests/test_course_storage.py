@@ -89,3 +89,30 @@ def test_courses_since_and_active_courses(repo):
     assert [r.id for r in store.active_courses()] == [second]
     assert {r.id for r in store.courses_since(T0 + timedelta(days=45))} == {first}
     assert store.courses_since(T0 + timedelta(days=45))[0].status == "ended"
+
+
+def test_an_answer_is_stored_once_and_only_onto_the_occasion_it_was_decided_from(repo):
+    import pytest
+
+    from storage.courses import AlreadyApplied, StaleOccasion
+
+    course_id = started(repo, claimed_case(repo, 1, T0), T0)
+    store = CourseStore(repo)
+    store.save_occasion("occ1", course_id, {"state": "phq9_1"}, True, T0)
+
+    def keep(data):
+        return None, "kept"
+
+    moved = {"state": "phq9_2", "answers": {"phq9_1": 1}}
+    assert store.update_course(
+        course_id, keep, T0, occasion=("occ1", moved, True), expected={"state": "phq9_1"}, update_id=500
+    ) == "kept"
+    with pytest.raises(AlreadyApplied):  # the same Telegram update again
+        store.update_course(course_id, keep, T0, occasion=("occ1", moved, True), update_id=500)
+    with pytest.raises(StaleOccasion):  # decided from the occasion as it was before
+        store.update_course(
+            course_id, keep, T0, occasion=("occ1", {"state": "x"}, True), expected={"state": "phq9_1"},
+            update_id=501,
+        )  # fmt: skip
+    assert store.occasion("occ1").data == moved
+    assert repo.was_processed(500) and not repo.was_processed(501)  # nothing of a refused write
