@@ -314,7 +314,7 @@ def test_a_routing_needs_the_version_it_was_decided_from(repo):
     with pytest.raises(ValueError, match="version"):
         new_case(repo, 2, case_id=case.id, routing=Routing(3, ("x",)))
     with pytest.raises(ValueError):
-        Routing(5)
+        Routing(6)  # above Priority.ACUTE
     assert not repo.was_processed(2) and repo.case(case.id).priority == 0
 
 
@@ -559,7 +559,7 @@ def test_set_routing_never_lowers_priority(repo):
 
     assert repo.set_routing(case.id, 4, [], later(5)).priority == 4
     with pytest.raises(ValueError):
-        repo.set_routing(case.id, 5, [], later(6))
+        repo.set_routing(case.id, 6, [], later(6))  # above Priority.ACUTE
     with pytest.raises(CaseNotFound):
         repo.set_routing(99_999, 2, [], later(6))
 
