@@ -269,3 +269,10 @@ async def test_a_declined_measure_is_told_to_the_therapist_without_pressure(runn
     # text afterwards goes to Kari as before (the case is hers)
     standin.user_message(citizen.user_id, "Vi snakkes på torsdag")
     await standin.wait_for_message(KARI, contains="Vi snakkes på torsdag")
+    # /slett removes the course and its measures with the case
+    from storage.courses import CourseStore
+
+    assert CourseStore(running.repo).courses_of_citizen(citizen.user_id)
+    confirm = await citizen.say("/slett", contains="slette")
+    await citizen.press(next(d for d in confirm.callback_data if d == "del:yes"))
+    await standin.wait_for(lambda s: not CourseStore(running.repo).courses_of_citizen(citizen.user_id))
