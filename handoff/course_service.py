@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,6 +104,13 @@ class CourseService:
             name = self.handoff.name_of(therapist_id)
         return name
 
+    async def _with_holder(self, row: Any) -> Any:
+        """The course as seen now: its therapist is whoever holds the case (after a
+        handover, the colleague), else the one who started it."""
+        case = await self._db(self.store.case, row.case_id)
+        holder = case.claimed_by if case is not None and case.status == "claimed" else None
+        return row if holder in (None, row.therapist_id) else replace(row, therapist_id=holder)
+
     def _open_hours(self, now: datetime) -> bool:
         return self.hours is None or self.hours.is_open(now.astimezone(self.tz))
 
@@ -163,6 +170,9 @@ class CourseService:
         except CommandError as error:
             return [Answer(str(error))]
         case = await self.desk.active_case(therapist_id)
+        if case is None:  # the case closed while its course goes on: the one course, if one
+            mine = await self._db(self.courses.active_courses, therapist_id)
+            case = await self._db(self.store.case, mine[0].case_id) if len(mine) == 1 else None
         if case is None:
             return [Answer("Du holder ingen sak. Ta en sak fra /queue eller velg med /switch først.")]
         if command.action == "start":
@@ -170,6 +180,7 @@ class CourseService:
         row = await self._db(self.courses.course_for_case, case.id, active_only=command.action != "show")
         if row is None:
             return [Answer(f"{case.label} har ikke noe aktivt forløp. Start med /course start.")]
+        row = await self._with_holder(row)
         if command.action == "show":
             return await self._show(therapist_id, row)
         if command.action == "measure":
@@ -344,6 +355,7 @@ class CourseService:
                     return True
                 return False
             occasion_row, row = found
+            row = await self._with_holder(row)
             occasion = Occasion.from_dict(occasion_row.data)
             if not self._takes(occasion, event):
                 return False
@@ -516,6 +528,7 @@ class CourseService:
 
     async def _tick_course(self, row: Any, now: datetime) -> list[Sent]:
         sent: list[Sent] = []
+        row = await self._with_holder(row)
         course = Course.from_dict(row.data)
         for invitation in course.expired(now):
             stored = await self._db(self.courses.occasion, invitation.occasion_id)

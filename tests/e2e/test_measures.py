@@ -276,3 +276,25 @@ async def test_a_declined_measure_is_told_to_the_therapist_without_pressure(runn
     confirm = await citizen.say("/slett", contains="slette")
     await citizen.press(next(d for d in confirm.callback_data if d == "del:yes"))
     await standin.wait_for(lambda s: not CourseStore(running.repo).courses_of_citizen(citizen.user_id))
+
+
+async def test_after_a_handover_the_measures_and_alerts_go_to_the_colleague(running, standin):
+    citizen, kari, label = await case_in_a_course(standin, running, 8701)
+    ola = Therapist(standin, OLA, "Ola")
+    await ola.say("/duty on", contains="på vakt")
+    menu = await kari.say("/handover", contains="Hvem skal overta")
+    assert "er gitt til Ola" in await kari.press(menu, menu.callback_data[0])
+    await ola.say("/measure", contains="er sendt")
+    await standin.wait_for_message(citizen.user_id, contains="Før neste samtale med Ola")
+    start = next(d for d in measure_buttons(citizen) if d.endswith(":start"))
+    await citizen.press(start, contains="Spørsmål 1 av")
+    for _ in range(8):
+        data = [d for d in measure_buttons(citizen) if ":a:" in d]
+        question = data[0].split(":")[3]
+        await citizen.press(next(d for d in data if d.endswith(f":a:{question}:0")))
+    kari_before = len(standin.messages_to(KARI))
+    standin.press(citizen.user_id, citizen.last(), next(d for d in measure_buttons(citizen) if d.endswith(":a:phq9_9:2")))
+    alert = await standin.wait_for_message(OLA, contains="VARSEL", timeout=3)
+    assert f"Sak {label}" in alert.content
+    await citizen.settle()
+    assert not any("VARSEL" in m.content for m in standin.messages_to(KARI)[kari_before:])
