@@ -226,7 +226,9 @@ class CourseService:
             assert command.at is not None
             course.book(command.at)
             days = ", ".join(f"{s.astimezone(self.tz):%d.%m. %H:%M}" for s in course.sessions)
-            return f"Samtale avtalt {command.at:%d.%m.%Y kl. %H:%M}. Målingen går ut dagen før. Avtalt: {days}"
+            return (
+                f"Samtale avtalt {command.at:%d.%m.%Y kl. %H:%M}. Målingen går ut dagen før. Avtalt: {days}"
+            )
 
         try:
             said = await self._update(row.id, change)
@@ -242,7 +244,9 @@ class CourseService:
         if last is not None:
             parts.insert(0, therapist_view(course, last, tz=self.tz))
         if course.sessions:
-            parts.append("Samtaler: " + ", ".join(f"{s.astimezone(self.tz):%d.%m. %H:%M}" for s in course.sessions))
+            parts.append(
+                "Samtaler: " + ", ".join(f"{s.astimezone(self.tz):%d.%m. %H:%M}" for s in course.sessions)
+            )
         if course.every is not None:
             parts.append(f"Måling hver {course.every.days}. dag.")
         await self.messenger.send(therapist_id, "\n\n".join(parts))
@@ -255,7 +259,10 @@ class CourseService:
         png = await self._chart(course)
         if png is not None:
             await self.messenger.document(
-                therapist_id, f"forlop-{course.label}.png", png, caption=f"Sak {course.label}: forløpet så langt"
+                therapist_id,
+                f"forlop-{course.label}.png",
+                png,
+                caption=f"Sak {course.label}: forløpet så langt",
             )
 
     async def _end(self, therapist_id: int, row: Any, command: CourseCommand) -> None:
@@ -333,7 +340,9 @@ class CourseService:
 
     # --- the citizen ----------------------------------------------------------------------------
 
-    async def citizen_event(self, who: Any, event: Event, lang: str, *, first_aid_given: bool = False) -> bool:
+    async def citizen_event(
+        self, who: Any, event: Event, lang: str, *, first_aid_given: bool = False
+    ) -> bool:
         """Handle ``event`` if it belongs to a measure or the progress view; False to let the
         screening flow have it. ``/krise``, ``/minedata`` and ``/slett`` never come here
         (the citizen service handles them first)."""
@@ -381,7 +390,20 @@ class CourseService:
             return True
         if occasion.state == INVITED:
             word = event.text.strip().casefold().rstrip(".!")
-            return word in {"ja", "j", "yes", "y", "ok", "start", "jo", "nei", "n", "no", "nei takk", "no thanks"}
+            return word in {
+                "ja",
+                "j",
+                "yes",
+                "y",
+                "ok",
+                "start",
+                "jo",
+                "nei",
+                "n",
+                "no",
+                "nei takk",
+                "no thanks",
+            }
         return occasion.state not in CLOSED and not occasion.paused
 
     async def _store_reply(
@@ -423,17 +445,23 @@ class CourseService:
                 course = Course.from_dict(refreshed.data)
                 measure = next(m for m in course.measures if m.occasion_id == reply.occasion.id)
                 await self.messenger.send(
-                    row.therapist_id, "📊 " + therapist_view(course, measure, tz=self.tz), urgent=measure.item9 >= 1
+                    row.therapist_id,
+                    "📊 " + therapist_view(course, measure, tz=self.tz),
+                    urgent=measure.item9 >= 1,
                 )
                 await self._audit(row.therapist_id, "course_view", row.case_id)
                 await self._send_chart(row.therapist_id, course)
             elif isinstance(action, TellTherapist):
                 label = Course.from_dict(row.data).label
-                what = "tok en pause i skjemaet" if action.what == "paused" else "sa nei takk til skjemaet denne gangen"
+                what = (
+                    "tok en pause i skjemaet"
+                    if action.what == "paused"
+                    else "sa nei takk til skjemaet denne gangen"
+                )
                 await self.messenger.send(
                     row.therapist_id,
-                    f"{label}: innbyggeren {what} ({action.answered} av {len(self.flow.items)} spørsmål besvart). "
-                    "Ingen grunn til å purre; ta det gjerne opp i samtalen.",
+                    f"{label}: innbyggeren {what} ({action.answered} av {len(self.flow.items)} "
+                    "spørsmål besvart). Ingen grunn til å purre; ta det gjerne opp i samtalen.",
                 )
         if not alerts and not notes and isinstance(event, Text) and _unanswered(before, reply.occasion):
             await self._relay(row, event.text)
@@ -443,7 +471,9 @@ class CourseService:
         label = Course.from_dict(row.data).label
         await self.messenger.send(row.therapist_id, f"💬 {label} (under måling)\n{text}")
 
-    async def _alert(self, row: Any, occasion: Occasion, alerts: list[Alert], notes: list[Note], who: Any) -> None:
+    async def _alert(
+        self, row: Any, occasion: Occasion, alerts: list[Alert], notes: list[Note], who: Any
+    ) -> None:
         """Risk during a measure: the course's therapist at once; the team's group too when
         the therapist is off duty, outside opening hours, or cannot be reached."""
         now = self.clock()
@@ -453,7 +483,8 @@ class CourseService:
         if ITEM9 in occasion.answers and occasion.answers[ITEM9] >= 1:
             choice = self.flow.questions[ITEM9].choice_for_value(occasion.answers[ITEM9])
             lines.append(
-                "PHQ-9 spørsmål 9 (tanker om død/selvskading): " + (choice.label("nb") if choice else str(occasion.answers[ITEM9]))
+                "PHQ-9 spørsmål 9 (tanker om død/selvskading): "
+                + (choice.label("nb") if choice else str(occasion.answers[ITEM9]))
             )
         for note in notes:
             lines.append(f"Skrev ({note.risk}): {note.text}")
@@ -485,10 +516,9 @@ class CourseService:
         except Exception as error:  # noqa: BLE001
             log.error("measure alert to the group failed: %s", type(error).__name__)
             if not reached:
-                await self.messenger.send(
-                    who.chat_id, f"{messages.text('handoff_failed', occasion.lang)}\n\n{messages.crisis(occasion.lang)}",
-                    urgent=True,
-                )  # fmt: skip
+                lang = occasion.lang
+                failed = f"{messages.text('handoff_failed', lang)}\n\n{messages.crisis(lang)}"
+                await self.messenger.send(who.chat_id, failed, urgent=True)
 
     async def progress(self, who: Any, lang: str, *, chart: bool = False) -> None:
         """``/fremgang``: the citizen's own progress in plain words, the chart on request."""
@@ -556,7 +586,9 @@ class CourseService:
                 if await self._remind(row, due.occasion_id, now):
                     sent.append(Sent("reminder", row.id, due.occasion_id))
             elif due.kind == "measure":
-                oid = await self._invite(row, slot=due.slot, deadline=due.deadline, manual=False, ask_work=due.ask_work)
+                oid = await self._invite(
+                    row, slot=due.slot, deadline=due.deadline, manual=False, ask_work=due.ask_work
+                )
                 if oid is not None:
                     sent.append(Sent("measure", row.id, oid))
         return sent
@@ -620,4 +652,3 @@ def _closed_text(lang: str) -> str:
     from flows.measure import mt
 
     return mt("closed_expired", lang)
-

@@ -104,12 +104,20 @@ def measures_in_copy(
     item9 = script.question("phq9_9")
     lines = [pt("mydata_heading", lang)]
     for course, therapist in courses:
-        end = pt("mydata_ended", lang, day=f"{course.ended_at.astimezone(tz):%d.%m.%Y}") if course.ended_at else ""
+        end = (
+            pt("mydata_ended", lang, day=f"{course.ended_at.astimezone(tz):%d.%m.%Y}")
+            if course.ended_at
+            else ""
+        )
         lines += [
             "",
             pt(
-                "mydata_course", lang, label=course.label, start=f"{course.started_at.astimezone(tz):%d.%m.%Y}",
-                end=end, therapist=therapist,
+                "mydata_course",
+                lang,
+                label=course.label,
+                start=f"{course.started_at.astimezone(tz):%d.%m.%Y}",
+                end=end,
+                therapist=therapist,
             ),  # fmt: skip
         ]
         if course.sessions:

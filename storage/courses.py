@@ -292,7 +292,11 @@ class CourseStore:
         if row is None:
             db.add(
                 MeasureOccasionRow(
-                    id=occasion_id, course_id=course_id, open=is_open, created_at=now, updated_at=now,
+                    id=occasion_id,
+                    course_id=course_id,
+                    open=is_open,
+                    created_at=now,
+                    updated_at=now,
                     data=data,
                 )  # fmt: skip
             )
@@ -327,6 +331,3 @@ class CourseStore:
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount)
-
-
-

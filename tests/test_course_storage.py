@@ -104,9 +104,12 @@ def test_an_answer_is_stored_once_and_only_onto_the_occasion_it_was_decided_from
         return None, "kept"
 
     moved = {"state": "phq9_2", "answers": {"phq9_1": 1}}
-    assert store.update_course(
-        course_id, keep, T0, occasion=("occ1", moved, True), expected={"state": "phq9_1"}, update_id=500
-    ) == "kept"
+    assert (
+        store.update_course(
+            course_id, keep, T0, occasion=("occ1", moved, True), expected={"state": "phq9_1"}, update_id=500
+        )
+        == "kept"
+    )
     with pytest.raises(AlreadyApplied):  # the same Telegram update again
         store.update_course(course_id, keep, T0, occasion=("occ1", moved, True), update_id=500)
     with pytest.raises(StaleOccasion):  # decided from the occasion as it was before

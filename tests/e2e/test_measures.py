@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
 import pytest
 
 from handoff.measure_fhir import validate
@@ -97,7 +98,9 @@ async def test_a_course_from_start_to_outcome(running, standin, clock, tmp_path,
     clock.now = clock.now.replace(day=26, hour=9, minute=30)  # 10:30 in Oslo, the day before
     due = await running.services.courses.tick()
     assert [s.kind for s in due] == ["measure"]
-    invite = await standin.wait_for_message(citizen.user_id, contains="Før samtalen med Kari fredag 27.11. kl. 10:00")
+    invite = await standin.wait_for_message(
+        citizen.user_id, contains="Før samtalen med Kari fredag 27.11. kl. 10:00"
+    )
     assert await running.services.courses.tick() == []  # sent once
     clock.now = clock.now.replace(hour=21, minute=30)  # 22:30 in Oslo: quiet hours
     assert await running.services.courses.tick() == []
@@ -126,7 +129,9 @@ async def test_a_course_from_start_to_outcome(running, standin, clock, tmp_path,
 
     # /minedata includes the measures
     standin.user_message(citizen.user_id, "/minedata")
-    await standin.wait_for(lambda s: "Målinger i behandlingsforløp" in _copy_text(s, citizen.user_id), timeout=10)
+    await standin.wait_for(
+        lambda s: "Målinger i behandlingsforløp" in _copy_text(s, citizen.user_id), timeout=10
+    )
 
     # the statistics: every outcome key, as JSON; the FHIR export of the course validates
     env = _env(running, database_url, tmp_path)
@@ -293,7 +298,11 @@ async def test_after_a_handover_the_measures_and_alerts_go_to_the_colleague(runn
         question = data[0].split(":")[3]
         await citizen.press(next(d for d in data if d.endswith(f":a:{question}:0")))
     kari_before = len(standin.messages_to(KARI))
-    standin.press(citizen.user_id, citizen.last(), next(d for d in measure_buttons(citizen) if d.endswith(":a:phq9_9:2")))
+    standin.press(
+        citizen.user_id,
+        citizen.last(),
+        next(d for d in measure_buttons(citizen) if d.endswith(":a:phq9_9:2")),
+    )
     alert = await standin.wait_for_message(OLA, contains="VARSEL", timeout=3)
     assert f"Sak {label}" in alert.content
     await citizen.settle()
