@@ -97,7 +97,9 @@ def build_courses(
     course_store = CourseStore.of(store)
     if course_store is None:
         return None
+    from handoff.course_chart import course_chart
+
     return CourseService(
         store, course_store, messenger, handoff, desk, hours=settings.hours, timezone=settings.timezone,
-        retention_days=settings.retention_days, clock=clock, run_store=run_store,
+        retention_days=settings.retention_days, clock=clock, run_store=run_store, chart=course_chart,
     )  # fmt: skip

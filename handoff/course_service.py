@@ -41,11 +41,11 @@ from flows.measure import (
 )
 from flows.model import Alert, Button, Command, Context, Event, Note, Option, Say, Text
 from handoff.course_commands import CommandError, CourseCommand, parse_command
+from handoff.course_ports import AlreadyApplied, CourseStorePort, StaleOccasion
 from handoff.course_texts import measures_in_copy, progress_text, pt
 from handoff.courses import OSLO, Course, Measure, outcome_text, therapist_view
 from handoff.ports import Messenger, RecipientGone, StoreRunner, in_worker_thread
 from handoff.replies import Answer
-from storage.courses import AlreadyApplied, StaleOccasion
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class CourseService:
     def __init__(
         self,
         store: Any,
-        courses: Any,  # storage.courses.CourseStore
+        courses: CourseStorePort,
         messenger: Messenger,
         handoff: Any,  # handoff.service.HandoffService
         desk: Any,  # handoff.desk.TherapistDesk
@@ -79,7 +79,10 @@ class CourseService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         run_store: StoreRunner = in_worker_thread,
         flow: MeasureFlow | None = None,
+        chart: Callable[..., bytes] | None = None,
     ) -> None:
+        """``chart(course, lang=, tz=)`` draws the course as a PNG (the reports layer's
+        ``course_chart``, given by the wiring); without it only the numbers are sent."""
         self.store = store
         self.courses = courses
         self.messenger = messenger
@@ -91,6 +94,7 @@ class CourseService:
         self.clock = clock
         self._db = run_store
         self.flow = flow or MeasureFlow()
+        self.chart = chart
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -150,10 +154,10 @@ class CourseService:
         return await self._db(run)
 
     async def _chart(self, course: Course, lang: str = "nb") -> bytes | None:
+        if self.chart is None:
+            return None
         try:
-            from handoff.course_chart import course_chart
-
-            return await asyncio.to_thread(course_chart, course, lang=lang, tz=self.tz)
+            return await asyncio.to_thread(self.chart, course, lang=lang, tz=self.tz)
         except ImportError:  # matplotlib (the ops extra) not installed: the text says it all
             return None
         except Exception as error:  # noqa: BLE001 - the numbers matter, not the picture
@@ -267,9 +271,10 @@ class CourseService:
 
     async def _end(self, therapist_id: int, row: Any, command: CourseCommand) -> None:
         now = self.clock()
-        assert command.reason is not None
+        reason = command.reason
+        assert reason is not None
         await self._db(self.courses.close_occasions, row.id, now)
-        course = await self._update(row.id, lambda c: (c.end(command.reason, now), c)[1])
+        course = await self._update(row.id, lambda c: (c.end(reason, now), c)[1])
         await self._audit(therapist_id, "course_end", row.case_id)
         await self.messenger.send(therapist_id, outcome_text(course, tz=self.tz))
         await self._send_chart(therapist_id, course)

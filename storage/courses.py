@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, exists, or_, select, update
 from sqlmodel import col
 
+from handoff.course_ports import AlreadyApplied, StaleOccasion
+
 from .course_tables import MeasureOccasionRow, TreatmentCourse
 from .tables import Case, Citizen, ProcessedUpdate
 
@@ -39,15 +41,6 @@ __all__ = [
 ACTIVE = "active"
 ENDED = "ended"
 T = TypeVar("T")
-
-
-class AlreadyApplied(Exception):
-    """The Telegram update was applied before (redelivered): nothing is applied again."""
-
-
-class StaleOccasion(Exception):
-    """The occasion changed since it was read (another instance handled an update of the same
-    chat): decide again from what is stored now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +83,8 @@ def keeps_case(cutoff: datetime) -> Any:
     """SQL condition on ``triage_case``: it has a course that is active, or that ended after
     ``cutoff`` (retention counts from the end of the course)."""
     return exists().where(
-        TreatmentCourse.case_id == Case.id,
-        or_(TreatmentCourse.status == ACTIVE, col(TreatmentCourse.ended_at) > cutoff),
+        col(TreatmentCourse.case_id) == col(Case.id),
+        or_(col(TreatmentCourse.status) == ACTIVE, col(TreatmentCourse.ended_at) > cutoff),
     )
 
 
@@ -118,8 +111,8 @@ class CourseStore:
             if db.get(Case, case_id, with_for_update=True) is None:
                 raise LookupError(f"case {case_id} not found")
             taken = db.scalar(
-                select(TreatmentCourse.id).where(
-                    TreatmentCourse.case_id == case_id, TreatmentCourse.status == ACTIVE
+                select(col(TreatmentCourse.id)).where(
+                    col(TreatmentCourse.case_id) == case_id, col(TreatmentCourse.status) == ACTIVE
                 )
             )
             if taken is not None:
@@ -144,18 +137,18 @@ class CourseStore:
 
     def course_for_case(self, case_id: int, *, active_only: bool = False) -> CourseRow | None:
         """The case's active course, or (unless ``active_only``) its latest one."""
-        stmt = select(TreatmentCourse).where(TreatmentCourse.case_id == case_id)
+        stmt = select(TreatmentCourse).where(col(TreatmentCourse.case_id) == case_id)
         if active_only:
-            stmt = stmt.where(TreatmentCourse.status == ACTIVE)
-        stmt = stmt.order_by((TreatmentCourse.status == ACTIVE).desc(), col(TreatmentCourse.id).desc())
+            stmt = stmt.where(col(TreatmentCourse.status) == ACTIVE)
+        stmt = stmt.order_by((col(TreatmentCourse.status) == ACTIVE).desc(), col(TreatmentCourse.id).desc())
         with self._tx(write=False) as db:
             row = db.scalars(stmt.limit(1)).first()
             return _course(row) if row is not None else None
 
     def active_courses(self, therapist_id: int | None = None) -> list[CourseRow]:
-        stmt = select(TreatmentCourse).where(TreatmentCourse.status == ACTIVE)
+        stmt = select(TreatmentCourse).where(col(TreatmentCourse.status) == ACTIVE)
         if therapist_id is not None:
-            stmt = stmt.where(TreatmentCourse.therapist_id == int(therapist_id))
+            stmt = stmt.where(col(TreatmentCourse.therapist_id) == int(therapist_id))
         with self._tx(write=False) as db:
             return [_course(row) for row in db.scalars(stmt.order_by(col(TreatmentCourse.id))).all()]
 
@@ -198,7 +191,7 @@ class CourseStore:
                 ended = data.get("ended_at")
                 db.execute(
                     update(TreatmentCourse)
-                    .where(TreatmentCourse.id == course_id)
+                    .where(col(TreatmentCourse.id) == course_id)
                     .values(
                         data=data,
                         status=data.get("status", row.status),
@@ -216,9 +209,9 @@ class CourseStore:
     def _citizen_cases(self, user_id: int) -> Any:
         user_key = self.repo.user_key(user_id)
         return (
-            select(Case.id)
-            .join(Citizen, Citizen.id == Case.citizen_id)
-            .where(Citizen.user_key == user_key)
+            select(col(Case.id))
+            .join(Citizen, col(Citizen.id) == col(Case.citizen_id))
+            .where(col(Citizen.user_key) == user_key)
             .scalar_subquery()
         )
 
@@ -239,10 +232,10 @@ class CourseStore:
         with self._tx(write=False) as db:
             found = db.execute(
                 select(MeasureOccasionRow, TreatmentCourse)
-                .join(TreatmentCourse, TreatmentCourse.id == MeasureOccasionRow.course_id)
+                .join(TreatmentCourse, col(TreatmentCourse.id) == col(MeasureOccasionRow.course_id))
                 .where(
                     col(TreatmentCourse.case_id).in_(cases),
-                    TreatmentCourse.status == ACTIVE,
+                    col(TreatmentCourse.status) == ACTIVE,
                     col(MeasureOccasionRow.open).is_(True),
                 )
                 .order_by(col(MeasureOccasionRow.created_at).desc())
@@ -263,7 +256,7 @@ class CourseStore:
         with self._tx(write=False) as db:
             rows = db.scalars(
                 select(MeasureOccasionRow).where(
-                    MeasureOccasionRow.course_id == course_id, col(MeasureOccasionRow.open).is_(True)
+                    col(MeasureOccasionRow.course_id) == course_id, col(MeasureOccasionRow.open).is_(True)
                 )
             ).all()
             return [_occasion(row) for row in rows]
@@ -310,7 +303,7 @@ class CourseStore:
         with self._tx(write=True) as db:
             result = db.execute(
                 update(MeasureOccasionRow)
-                .where(MeasureOccasionRow.course_id == course_id, col(MeasureOccasionRow.open).is_(True))
+                .where(col(MeasureOccasionRow.course_id) == course_id, col(MeasureOccasionRow.open).is_(True))
                 .values(open=False, updated_at=_utc(now))
                 .execution_options(synchronize_session=False)
             )
@@ -321,7 +314,9 @@ class CourseStore:
         too, this makes it independent of the database's foreign-key support)."""
         cases = self._citizen_cases(user_id)
         with self._tx(write=True) as db:
-            ids = list(db.scalars(select(TreatmentCourse.id).where(col(TreatmentCourse.case_id).in_(cases))))
+            ids = list(
+                db.scalars(select(col(TreatmentCourse.id)).where(col(TreatmentCourse.case_id).in_(cases)))
+            )
             if not ids:
                 return 0
             db.execute(delete(MeasureOccasionRow).where(col(MeasureOccasionRow.course_id).in_(ids)))

@@ -13,7 +13,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from bot.config import load_settings
+from bot.config import Settings, load_settings
 from bot.ops._common import current_repository, fail
 
 NAME = "export"
@@ -58,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _course(args: argparse.Namespace, settings: object) -> int:
+def _course(args: argparse.Namespace, settings: Settings) -> int:
     """``--course``: the measures of the case's course (issue 33; bot/ops/course_report.py)."""
     from bot.ops.course_report import export_course
 
     with current_repository(settings) as repo:
         try:
-            output = export_course(repo, args.case, args.format, settings.timezone)  # type: ignore[attr-defined]
+            output = export_course(repo, args.case, args.format, settings.timezone)
         except ValueError as error:  # pydantic's ValidationError
             return fail(f"the FHIR bundle of the course does not validate: {error}")
         if output is None:
