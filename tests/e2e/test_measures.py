@@ -307,3 +307,25 @@ async def test_after_a_handover_the_measures_and_alerts_go_to_the_colleague(runn
     assert f"Sak {label}" in alert.content
     await citizen.settle()
     assert not any("VARSEL" in m.content for m in standin.messages_to(KARI)[kari_before:])
+
+
+async def test_item9_in_the_evening_reaches_the_team_even_with_the_therapist_on_duty(running, standin, clock):
+    citizen, kari, label = await case_in_a_course(standin, running, 8801)
+    clock.now = clock.now.replace(hour=19)  # 20:00 in Oslo: after OPENING_HOURS
+    await kari.say("/measure", contains="er sendt")
+    await standin.wait_for_message(citizen.user_id, contains="Før neste samtale")
+    start = next(d for d in measure_buttons(citizen) if d.endswith(":start"))
+    await citizen.press(start, contains="Spørsmål 1 av")
+    for _ in range(8):
+        data = [d for d in measure_buttons(citizen) if ":a:" in d]
+        question = data[0].split(":")[3]
+        await citizen.press(next(d for d in data if d.endswith(f":a:{question}:0")))
+    group_before = len(cards(standin))
+    item9 = next(d for d in measure_buttons(citizen) if d.endswith(":a:phq9_9:3"))
+    standin.press(citizen.user_id, citizen.last(), item9)
+    await standin.wait_for_message(KARI, contains="VARSEL", timeout=3)
+    group = await standin.wait_for(lambda s: len(cards(s)) > group_before and cards(s)[-1], timeout=3)
+    assert "VARSEL" in group.content and label in group.content
+    await citizen.settle()
+    told = "\n".join(m.content for m in standin.messages_to(citizen.user_id)[-4:])
+    assert "ingen på jobb" in told and "113" in told  # told honestly that nobody is at work now
