@@ -119,3 +119,25 @@ def test_an_answer_is_stored_once_and_only_onto_the_occasion_it_was_decided_from
         )  # fmt: skip
     assert store.occasion("occ1").data == moved
     assert repo.was_processed(500) and not repo.was_processed(501)  # nothing of a refused write
+
+
+def test_courses_are_rotated_to_the_new_key(database_url):
+    from storage import Cipher, SqlRepository, set_cipher
+
+    old, new = Cipher.generate_key(), Cipher.generate_key()
+    repo = SqlRepository(database_url, Cipher([old]))
+    repo.create_schema()
+    course_id = started(repo, claimed_case(repo, 1, T0), T0)
+    CourseStore(repo).save_occasion("occ1", course_id, {"state": "phq9_1"}, True, T0)
+    repo.dispose()
+    during = SqlRepository(database_url, Cipher([new, old]))
+    counts = {c.table: c.rotated for c in during.rotate_keys()}
+    assert counts["treatment_course"] == 1 and counts["measure_occasion"] == 1
+    during.dispose()
+    after = SqlRepository(database_url, Cipher([new]))  # the old key retired
+    try:
+        assert Course.from_dict(CourseStore(after).course(course_id).data).measures[0].gad7 == 14
+        assert CourseStore(after).occasion("occ1").data == {"state": "phq9_1"}
+    finally:
+        after.dispose()
+        set_cipher(None)
