@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     handoff_escalate_after: timedelta = timedelta(minutes=5)
     handoff_escalate_after_priority: timedelta = timedelta(minutes=30)
     escalation_check_seconds: float = 15.0
+    # how often each process looks for measures due between sessions (issue 33)
+    measure_check_seconds: float = 60.0
     telegram_rate_limits: bool = True
     # days a case's rows are kept after it is closed, or after a screening's last update
     retention_days: int = 90

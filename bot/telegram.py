@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from telegram import (
     BotCommand,
@@ -69,7 +70,7 @@ def _who(update: Update) -> Incoming:
     )
 
 
-THERAPIST_COMMANDS = ("duty", "queue", "switch", "close", "release", "handover")
+THERAPIST_COMMANDS = ("duty", "queue", "switch", "close", "release", "handover", "course", "measure")
 THERAPIST_BUTTONS = r"^(claim|switch|close|handover|export):"
 MEDIA = ("sticker", "photo", "voice", "video", "video_note", "document", "audio", "location", "contact")
 
@@ -83,7 +84,9 @@ class TelegramHandlers:
         desk: TherapistDesk,
         messenger: Messenger,
         therapist_ids: frozenset[int],
+        courses: Any = None,  # handoff.course_service.CourseService
     ) -> None:
+        self.courses = courses
         self.citizens = citizens
         self.desk = desk
         self.messenger = messenger
@@ -168,6 +171,8 @@ class TelegramHandlers:
             answers = [await desk.close_menu(tid)]
         elif name == "release":
             answers = [await desk.release(tid)]
+        elif name in ("course", "measure"):  # courses of treatment with measures (issue 33)
+            answers = await self.courses.command(tid, user.first_name, message.text) if self.courses else []
         else:
             answers = [await desk.handover_menu(tid)]
         for answer in answers:

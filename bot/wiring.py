@@ -14,11 +14,13 @@ from bot.config import Settings
 from flows.conversation import ScreeningFlow
 from flows.risk_text import warm_up
 from handoff.citizens import CitizenService
+from handoff.course_service import CourseService
 from handoff.desk import TherapistDesk
 from handoff.escalation import Escalator
 from handoff.ports import Messenger, StoreRunner, in_worker_thread
 from handoff.service import HandoffService
 from reports.journal import export_for_therapist
+from storage.courses import CourseStore
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Services:
     desk: TherapistDesk
     handoff: HandoffService
     escalator: Escalator
+    courses: CourseService | None = None  # routine outcome monitoring (issue 33)
 
 
 def build_services(
@@ -79,4 +82,27 @@ def build_services(
         clock=clock,
         run_store=run_store,
     )
-    return Services(citizens, desk, handoff, escalator)
+    courses = build_courses(settings, store, messenger, handoff, desk, clock, run_store)
+    citizens.measures = courses
+    return Services(citizens, desk, handoff, escalator, courses)
+
+
+def build_courses(
+    settings: Settings,
+    store: Any,
+    messenger: Messenger,
+    handoff: HandoffService,
+    desk: TherapistDesk,
+    clock: Callable[[], datetime],
+    run_store: StoreRunner,
+) -> CourseService | None:
+    """Courses of treatment with measures (None on a store without the course tables)."""
+    course_store = CourseStore.of(store)
+    if course_store is None:
+        return None
+    from reports.course_chart import course_chart
+
+    return CourseService(
+        store, course_store, messenger, handoff, desk, hours=settings.hours, timezone=settings.timezone,
+        retention_days=settings.retention_days, clock=clock, run_store=run_store, chart=course_chart,
+    )  # fmt: skip

@@ -53,6 +53,8 @@ class Incoming:
 
 
 class CitizenService:
+    measures: Any = None  # handoff.course_service.CourseService: measures between sessions
+
     def __init__(
         self,
         store: CitizenStore,
@@ -108,6 +110,16 @@ class CitizenService:
         if first_aid is not None:
             # the numbers before any database work: they must not wait on a slow or lost store
             await self._send_safely(who.chat_id, first_aid.text)
+        if self.measures is not None:  # an open measure between sessions, /fremgang
+            try:
+                if await self.measures.citizen_event(who, event, lang, first_aid_given=first_aid is not None):
+                    return
+            except Exception as error:  # noqa: BLE001 - fail safe, as below
+                log.error("measure update failed: %s", type(error).__name__, exc_info=_trace(error))
+                await self.apologise(who.chat_id, lang)
+                if first_aid is not None or self.flow.risk_in(event):
+                    await self.handoff.alert_unrecorded_risk()
+                return
         try:
             for attempt in range(1, STALE_RETRIES + 1):
                 try:
@@ -133,8 +145,15 @@ class CitizenService:
         """The citizen's own copy of everything stored about them (GDPR art. 15). It only
         reads, so a redelivered update just sends it again."""
         cases, relays = await self._db(self.store.citizen_copy, who.user_id)
+        measures = await self.measures.copy_lines(who.user_id, lang) if self.measures is not None else []
         text = render_copy(
-            cases, relays, lang, tz=self.timezone, retention_days=self.retention_days, now=self.clock()
+            cases,
+            relays,
+            lang,
+            tz=self.timezone,
+            retention_days=self.retention_days,
+            now=self.clock(),
+            extra=measures,
         )
         if needs_document(text):
             name, content = as_document(text, lang)

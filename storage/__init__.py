@@ -11,6 +11,7 @@ Start-up, in this order: ``repo.require_current_schema()`` (raises :class:`Schem
 then ``repo.require_matching_keys()`` (raises :class:`KeysDoNotMatch`).
 """
 
+from . import course_tables  # noqa: F401 - registers the course tables on the metadata
 from .crypto import (
     Cipher,
     EncryptedJSON,

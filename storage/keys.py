@@ -37,6 +37,7 @@ from .base import (
     StoreBase,
     _utc,
 )
+from .courses import keeps_case
 from .crypto import EncryptedJSON, EncryptedText
 from .tables import AuditEvent, Case, Citizen, ProcessedUpdate, StorageMeta
 
@@ -344,6 +345,7 @@ class KeyStorage(StoreBase):
                     col(Case.closed_at) <= cutoff,
                     and_(col(Case.closed_at).is_(None), col(Case.updated_at) <= cutoff),
                 ),
+                ~keeps_case(cutoff),  # a course's retention counts from its end (storage/courses.py)
             ),
             "abandoned_screenings": and_(screening, col(Case.finished_at).is_(None)),
             "finished_screenings": and_(screening, col(Case.finished_at).is_not(None)),
