@@ -61,8 +61,8 @@ def create_app(
         if escalation_interval is not None:
             background.append(asyncio.create_task(services.escalator.run_forever(escalation_interval)))
             if services.courses is not None:  # measures between sessions: invitations, reminders
-                loop = services.courses.run_forever(settings.measure_check_seconds)
-                background.append(asyncio.create_task(loop))
+                measuring = services.courses.run_forever(settings.measure_check_seconds)
+                background.append(asyncio.create_task(measuring))
         if not database_ready:
             background.append(asyncio.create_task(database.keep_trying(store)))
         if housekeeping:

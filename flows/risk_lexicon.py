@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import cast
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "risk_lexicon.toml"
 
@@ -179,7 +180,7 @@ class Lexicon:
                 for d in {w[:i] + w[i + 1 :] for i in range(len(w))} | {w}:
                     self._deletes.setdefault(d, set()).add(w)
         # ordinary words the speller must leave alone ("darlig" is not a typo of "daglig")
-        self.vocab = self.vocab | {normalise(w) for w in data.get("plain", ())}
+        self.vocab = self.vocab | {normalise(w) for w in cast(list[str], data.get("plain", []))}
         self.known = frozenset(self.exact) | frozenset(synonyms)
         self.spell = lru_cache(maxsize=65536)(self._spell)
 
