@@ -204,7 +204,8 @@ class _Chat:
         return None if own is None else max(pause, own)
 
 
-def _retry_after_seconds(exc: RetryAfter) -> float:
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """Seconds Telegram asks us to wait (its public attribute, without PTB's migration warning)."""
     with warnings.catch_warnings():  # PTB 22 warns about the int/timedelta migration
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value = exc.retry_after
@@ -632,7 +633,7 @@ class Outbox:
         """Resolve the job's future with the error, or return seconds until a retry."""
         metrics.count_error(exc)
         if isinstance(exc, RetryAfter):
-            seconds = _retry_after_seconds(exc) + _EPSILON
+            seconds = retry_after_seconds(exc) + _EPSILON
             self._flood(job.chat_id, seconds, now)
             return seconds
         if isinstance(exc, Forbidden):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 from telegram.error import InvalidToken, RetryAfter, TelegramError
@@ -61,8 +60,9 @@ async def reach_telegram(
 
 
 def _seconds(error: RetryAfter) -> float:
-    value = error._retry_after  # timedelta in PTB 22; the public one warns about its type
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    from bot.outbox import retry_after_seconds  # the one public reading of Telegram's wait
+
+    return retry_after_seconds(error)
 
 
 def _reason(error: BaseException, token: str) -> str:
