@@ -37,7 +37,8 @@ def create_app(
     metrics_socket: socket.socket | None = None,
 ) -> tuple[Application, Services]:
     """The PTB application with every handler installed, and the services behind it.
-    With ``escalation_interval`` None no background escalation loop runs (tests tick it).
+    With ``escalation_interval`` None no background escalation loop runs (tests tick it), and
+    neither does the measure scheduler (``services.courses.tick``).
     ``database_ready`` False starts a background retry of the schema check;
     ``housekeeping`` runs the daily retention purge; ``own_signals`` makes SIGTERM and SIGINT
     stop the bot within seconds however much is queued (run it with ``stop_signals=None``);
@@ -59,6 +60,9 @@ def create_app(
                 loop.add_signal_handler(sig, lambda: background.append(asyncio.ensure_future(stop_soon())))
         if escalation_interval is not None:
             background.append(asyncio.create_task(services.escalator.run_forever(escalation_interval)))
+            if services.courses is not None:  # measures between sessions: invitations, reminders
+                measuring = services.courses.run_forever(settings.measure_check_seconds)
+                background.append(asyncio.create_task(measuring))
         if not database_ready:
             background.append(asyncio.create_task(database.keep_trying(store)))
         if housekeeping:
@@ -86,7 +90,9 @@ def create_app(
     # does not matter; time does).
     outbox = Outbox(app.bot, urgent_jumps_group_queue=True, enabled=rate_limits, workers=OUTBOX_WORKERS)
     services = build_services(settings, store, outbox, clock=clock)
-    TelegramHandlers(services.citizens, services.desk, outbox, settings.therapist_user_ids).install(app)
+    TelegramHandlers(
+        services.citizens, services.desk, outbox, settings.therapist_user_ids, courses=services.courses
+    ).install(app)
     return app, services
 
 

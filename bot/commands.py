@@ -14,6 +14,8 @@ CITIZEN_COMMANDS = {
     "tilbake": "back",
     "mydata": "mydata",
     "minedata": "mydata",
+    "fremgang": "progress",
+    "progress": "progress",
 }
 
 MENU = {
@@ -21,6 +23,7 @@ MENU = {
         ("start", "Start eller fortsett"),
         ("krise", "Hjelpetelefoner nå"),
         ("stop", "Ta en pause"),
+        ("fremgang", "Se hvordan det har gått"),
         ("minedata", "Se hva som er lagret om meg"),
         ("slett", "Slett alt om meg"),
         ("tilbake", "Endre forrige svar"),
@@ -30,6 +33,7 @@ MENU = {
         ("start", "Start or continue"),
         ("crisis", "Helplines now"),
         ("stop", "Take a break"),
+        ("progress", "See how things have gone"),
         ("mydata", "See what is stored about me"),
         ("delete", "Delete everything about me"),
         ("back", "Change previous answer"),

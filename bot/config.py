@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     handoff_escalate_after: timedelta = timedelta(minutes=5)
     handoff_escalate_after_priority: timedelta = timedelta(minutes=30)
     escalation_check_seconds: float = 15.0
+    # how often each process looks for measures due between sessions (issue 33)
+    measure_check_seconds: float = 60.0
     telegram_rate_limits: bool = True
     # days a case's rows are kept after it is closed, or after a screening's last update
     retention_days: int = 90
@@ -122,7 +124,7 @@ class Settings(BaseSettings):
         """The Fernet keys in clear, for :class:`storage.Cipher` only."""
         return [key.get_secret_value() for key in self.triage_encryption_keys]
 
-    def __repr_args__(self):  # type: ignore[no-untyped-def]
+    def __repr_args__(self):
         # DATABASE_URL may carry a password: shown as the check shows it
         for name, value in super().__repr_args__():
             yield name, (_safe_url(value) if name == "database_url" else value)
@@ -171,7 +173,7 @@ def read_settings(**overrides: object) -> tuple[Settings, list[str]]:
         if name in Settings.model_fields
     }
     try:
-        settings = Settings(**{**overrides, **fallback})  # type: ignore[arg-type]
+        settings = Settings(**{**overrides, **fallback})
     except ValidationError:  # pragma: no cover - defaults are valid
         settings = Settings.model_construct()
     return settings, list(problems.values())

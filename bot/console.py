@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot.citizens import Incoming
 from bot.commands import CITIZEN_COMMANDS
 from bot.config import Settings
 from bot.wiring import build_services
 from flows.model import Button, Command, Event, Option, Text
+from handoff.citizens import Incoming
 from storage import Cipher, SqlRepository
 
 CITIZEN = 1
@@ -122,7 +122,7 @@ async def chat(language_code: str = "nb", stdin: TextIO = sys.stdin, out: TextIO
         settings = Settings(
             database_url=f"sqlite:///{Path(folder) / 'chat.db'}",
             therapist_chat_id=THERAPISTS,
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         repo = SqlRepository(settings.database_url, Cipher([Cipher.generate_key()]))
         repo.create_schema()

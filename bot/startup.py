@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from telegram.error import InvalidToken, RetryAfter, TelegramError
@@ -61,7 +62,7 @@ async def reach_telegram(
 
 def _seconds(error: RetryAfter) -> float:
     value = error._retry_after  # timedelta in PTB 22; the public one warns about its type
-    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _reason(error: BaseException, token: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from telegram import (
     BotCommand,
@@ -24,11 +25,11 @@ from telegram.ext import (
 )
 
 from bot import metrics
-from bot.citizens import CitizenService, Incoming
 from bot.commands import CITIZEN_COMMANDS, MENU
 from bot.updates import PerChatUpdateProcessor, chat_may_continue
 from flows import messages
 from flows.model import Button, Command, Option, Text, Unsupported
+from handoff.citizens import CitizenService, Incoming
 from handoff.desk import TherapistDesk
 from handoff.ports import Messenger
 from handoff.replies import Answer
@@ -69,7 +70,7 @@ def _who(update: Update) -> Incoming:
     )
 
 
-THERAPIST_COMMANDS = ("duty", "queue", "switch", "close", "release", "handover")
+THERAPIST_COMMANDS = ("duty", "queue", "switch", "close", "release", "handover", "course", "measure")
 THERAPIST_BUTTONS = r"^(claim|switch|close|handover|export):"
 MEDIA = ("sticker", "photo", "voice", "video", "video_note", "document", "audio", "location", "contact")
 
@@ -83,7 +84,9 @@ class TelegramHandlers:
         desk: TherapistDesk,
         messenger: Messenger,
         therapist_ids: frozenset[int],
+        courses: Any = None,  # handoff.course_service.CourseService
     ) -> None:
+        self.courses = courses
         self.citizens = citizens
         self.desk = desk
         self.messenger = messenger
@@ -168,6 +171,8 @@ class TelegramHandlers:
             answers = [await desk.close_menu(tid)]
         elif name == "release":
             answers = [await desk.release(tid)]
+        elif name in ("course", "measure"):  # courses of treatment with measures (issue 33)
+            answers = await self.courses.command(tid, user.first_name, message.text) if self.courses else []
         else:
             answers = [await desk.handover_menu(tid)]
         for answer in answers:
@@ -237,7 +242,7 @@ def build_application(
     base_url: str,
     *,
     on_start: Callable[[Application], Awaitable[None]] | None = None,
-    on_stop: Callable[[Application], Awaitable[None]] | None = None,
+    on_stop: Callable[[Application], Coroutine[object, object, None]] | None = None,
 ) -> Application:
     async def post_init(app: Application) -> None:
         await register_commands(app)

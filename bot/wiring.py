@@ -9,14 +9,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.citizens import CitizenService
+from bot import metrics
 from bot.config import Settings
 from flows.conversation import ScreeningFlow
 from flows.risk_text import warm_up
+from handoff.citizens import CitizenService
+from handoff.course_service import CourseService
 from handoff.desk import TherapistDesk
 from handoff.escalation import Escalator
 from handoff.ports import Messenger, StoreRunner, in_worker_thread
 from handoff.service import HandoffService
+from reports.journal import export_for_therapist
+from storage.courses import CourseStore
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Services:
     desk: TherapistDesk
     handoff: HandoffService
     escalator: Escalator
+    courses: CourseService | None = None  # routine outcome monitoring (issue 33)
 
 
 def build_services(
@@ -41,7 +46,7 @@ def build_services(
     # entry point, not on the event loop when the first citizen types (which would hold up
     # every other chat meanwhile).
     warm_up()
-    extra = {} if retry_delays is None else {"retry_delays": retry_delays}
+    extra: dict[str, Any] = {} if retry_delays is None else {"retry_delays": retry_delays}
     handoff = HandoffService(
         store,
         messenger,
@@ -51,7 +56,7 @@ def build_services(
         run_store=run_store,
         **extra,
     )
-    desk = TherapistDesk(store, messenger, handoff, clock, run_store=run_store)
+    desk = TherapistDesk(store, messenger, handoff, clock, run_store=run_store, export=export_for_therapist)
     citizens = CitizenService(
         store,
         messenger,
@@ -64,6 +69,7 @@ def build_services(
         retention_days=settings.retention_days,
         clock=clock,
         run_store=run_store,
+        count_error=lambda error: metrics.count_error(error, telegram=False),
     )
     escalator = Escalator(
         store,
@@ -76,4 +82,27 @@ def build_services(
         clock=clock,
         run_store=run_store,
     )
-    return Services(citizens, desk, handoff, escalator)
+    courses = build_courses(settings, store, messenger, handoff, desk, clock, run_store)
+    citizens.measures = courses
+    return Services(citizens, desk, handoff, escalator, courses)
+
+
+def build_courses(
+    settings: Settings,
+    store: Any,
+    messenger: Messenger,
+    handoff: HandoffService,
+    desk: TherapistDesk,
+    clock: Callable[[], datetime],
+    run_store: StoreRunner,
+) -> CourseService | None:
+    """Courses of treatment with measures (None on a store without the course tables)."""
+    course_store = CourseStore.of(store)
+    if course_store is None:
+        return None
+    from reports.course_chart import course_chart
+
+    return CourseService(
+        store, course_store, messenger, handoff, desk, hours=settings.hours, timezone=settings.timezone,
+        retention_days=settings.retention_days, clock=clock, run_store=run_store, chart=course_chart,
+    )  # fmt: skip

@@ -35,7 +35,7 @@ from sklearn.feature_extraction import DictVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from eval.evaluate_risk import HELD_OUT_COMPLEMENT, Row, load_rows  # noqa: E402
-from flows.risk_features import message_features  # noqa: E402
+from flows.risk_features import features, message_features, read, windows  # noqa: E402
 from flows.risk_model import MODEL_FILE  # noqa: E402
 
 SEED = 20261208
@@ -97,7 +97,7 @@ def export(vec, clf, classes: tuple[str, ...], prune: float) -> dict[str, object
     if coef.shape[0] == 1:  # binary: one score, for order[1]
         sign = 1.0 if order[1] == classes[1] else -1.0  # the score must be that of classes[1]
         weights = {
-            str(n): [round(sign * float(w), 4)]
+            str(n): [round(sign * float(w), 3)]
             for n, w in zip(names, coef[0], strict=True)
             if abs(w) >= prune
         }
@@ -111,7 +111,7 @@ def export(vec, clf, classes: tuple[str, ...], prune: float) -> dict[str, object
     for j, n in enumerate(names):
         col = full[:, j]
         if np.abs(col).max() >= prune:
-            weights[str(n)] = [round(float(v), 4) for v in col]
+            weights[str(n)] = [round(float(v), 3) for v in col]
     return {"classes": list(classes), "bias": [round(float(v), 4) for v in b], "weights": weights}
 
 
@@ -132,14 +132,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = [r for r in load_rows(split=HELD_OUT_COMPLEMENT) if r.split not in args.exclude]
     feats = [dict.fromkeys(message_features(r.text), 1) for r in rows]
+    # The detector judges every window that starts at a sentence, so a message without risk
+    # is also a set of shorter windows without risk ("Ellers går det greit med familien.").
+    # They are added as extra none examples, in their message's fold, never scored.
+    extra = [
+        (i, dict.fromkeys(features(w), 1))
+        for i, r in enumerate(rows)
+        if not r.risk
+        for w in windows(read(r.text))[1:]
+    ]
+    print(f"{len(extra)} extra windows of messages without risk")
     oof: dict[str, list[dict[str, float] | None]] = {h: [None] * len(rows) for h in HEADS}
     for head, classes in HEADS.items():
         idx = [i for i, r in enumerate(rows) if label(r, head) is not None]
         for k in range(FOLDS):
             tr = [i for i in idx if fold_of(rows[i].text) != k]
             te = [i for i in idx if fold_of(rows[i].text) == k]
+            more = [(i, f) for i, f in extra if fold_of(rows[i].text) != k and label(rows[i], head)]
             vec, clf, _ = fit(
-                [feats[i] for i in tr], [label(rows[i], head) for i in tr], classes, args.c, args.min_count
+                [feats[i] for i in tr] + [f for _, f in more],
+                [label(rows[i], head) for i in tr] + [label(rows[i], head) for i, _ in more],
+                classes,
+                args.c,
+                args.min_count,
             )  # type: ignore[misc]
             for i, p in zip(te, predict(vec, clf, [feats[i] for i in te], classes), strict=True):
                 oof[head][i] = p
@@ -189,8 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     heads = {}
     for head, classes in HEADS.items():
         idx = [i for i, r in enumerate(rows) if label(r, head) is not None]
+        more = [(i, f) for i, f in extra if label(rows[i], head) is not None]
         vec, clf, _ = fit(
-            [feats[i] for i in idx], [label(rows[i], head) for i in idx], classes, args.c, args.min_count
+            [feats[i] for i in idx] + [f for _, f in more],
+            [label(rows[i], head) for i in idx] + [label(rows[i], head) for i, _ in more],
+            classes,
+            args.c,
+            args.min_count,
         )  # type: ignore[misc]
         heads[head] = export(vec, clf, classes, args.prune)
     doc = {

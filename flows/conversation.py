@@ -306,7 +306,7 @@ class _Turn:
                 self.s.paused = True
             self.say(t("paused", lang), messages.crisis(lang))
         elif name == "delete":
-            if self.s.state in ("new", *ENDED):
+            if not holds_data(self.s):
                 self.say(t("nothing_to_delete", lang))
             else:
                 self.s.confirming_delete = True
@@ -426,9 +426,9 @@ class _Turn:
             prefix = f"a:{question.id}:"
             if event.data.startswith(prefix):
                 raw = event.data[len(prefix) :]
-                for choice in question.choices:
-                    if str(choice.value) == raw:
-                        return choice.value
+                for option in question.choices:
+                    if str(option.value) == raw:
+                        return option.value
             self.say(t("reprompt_stale", lang), prompt=True)
             self.prompt()
             return None
@@ -783,6 +783,17 @@ class _Turn:
         if self.flow.has_previous(question.id, self.s.answers):
             rows.append((Option(t("back", lang), "back"),))
         self.options = tuple(rows)
+
+
+def holds_data(session: Session) -> bool:
+    """Whether a session holds anything about the citizen that /slett must offer to delete:
+    a screening begun, a crisis step waiting, or a case kept after a risk alert."""
+    return (
+        session.state not in ("new", *ENDED)
+        or session.holding is not None
+        or bool(session.crisis)
+        or session.alerted.hands_over_at_once
+    )
 
 
 def _personal(text: str) -> bool:

@@ -290,10 +290,12 @@ def render_copy(
     tz: tzinfo = OSLO,
     retention_days: int = 90,
     now: datetime | None = None,
+    extra: Sequence[str] = (),
 ) -> str:
     """The copy of everything ``SqlRepository.citizen_copy`` returned: every case (oldest
     first) with its messages. ``cases`` are stored cases, ``relays`` stored relay messages
-    (anything with ``case_id``, ``created_at``, ``direction`` and ``body``)."""
+    (anything with ``case_id``, ``created_at``, ``direction`` and ``body``). ``extra``:
+    lines about the citizen stored elsewhere (measures of a course: handoff/course_texts.py)."""
     lang = _lang(lang)
     script = script or load_script()
     lines = _head(lang, now, tz)
@@ -303,6 +305,8 @@ def render_copy(
         own = [(r.created_at, r.direction, r.body) for r in relays if r.case_id == case.id]
         lines += [_t("case_heading", lang, label=case.label), ""]
         lines += _case_body(case.session or {}, own, lang, CaseFacts.of(case), script, tz)
+    if extra:
+        lines += [*extra, ""]
     lines += _foot(lang, retention_days)
     return "\n".join(lines) + "\n"
 

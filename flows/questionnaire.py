@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 Lang = str  # "nb" | "en"
 LANGS: tuple[Lang, ...] = ("nb", "en")
@@ -31,7 +31,7 @@ def _localised(texts: Mapping[str, str], lang: Lang) -> str:
     return texts.get(lang) or texts[DEFAULT_LANG]
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     """An integer answer; True and False are not (``True == 1`` would match a choice)."""
     return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -72,7 +72,7 @@ class Condition:
         return self.item if self.item is not None else f"score:{self.score}"
 
     def holds(self, answers: Mapping[str, Any], scores: Mapping[str, int]) -> bool:
-        actual = answers.get(self.item) if self.item is not None else scores.get(self.score)
+        actual = answers.get(self.item) if self.item is not None else scores.get(cast(str, self.score))
         return _is_int(actual) and self._compare(actual)
 
     def __str__(self) -> str:
@@ -169,7 +169,7 @@ class _Lookup:
 
 
 def _add(table: dict[str, Choice | None], key: str, choice: Choice) -> None:
-    if key in table and table[key] is not None and table[key].value != choice.value:
+    if (known := table.get(key)) is not None and known.value != choice.value:
         table[key] = None
     elif key not in table:
         table[key] = choice
@@ -418,7 +418,7 @@ def parse_texts(data: Any, where: str) -> Mapping[str, str]:
     for lang, text in texts.items():
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{where}: missing or empty {lang!r} text")
-    return MappingProxyType({lang: text.strip() for lang, text in texts.items()})
+    return MappingProxyType({lang: cast(str, text).strip() for lang, text in texts.items()})
 
 
 def _choices(

@@ -28,7 +28,7 @@ from flows.risk_lexicon import CLAUSE, lemma, lexicon, sentences
 WINDOW = 6  # sentences per window: a short message is read whole, a long one in parts
 _ANSWERED_NO = 8  # words: a sentence this short ending in a negation is answered no
 _NEG_SCOPE = (
-    5  # words after a negation that it covers ("ikke lyst til å dø", "no thoughts of ending my life")
+    6  # words after a negation that it covers ("ikke lyst til å dø", "no thoughts of ending my life")
 )
 MEANS = (
     "means_med", "means_poison", "means_rope", "means_gun", "means_exhaust", "means_charcoal",
@@ -57,7 +57,9 @@ _SIGNALS = frozenset(
         "unconscious",
     }
 )
-CANCELLERS = ("past_long", "resolved", "joke", "profession", "media", "hobby", "prescribed", "idiom")
+CANCELLERS = (
+    "past_long", "resolved", "joke", "profession", "media", "hobby", "leisure", "prescribed", "idiom",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,31 @@ def read(text: str) -> list[Sentence]:
 
 
 def windows(sents: list[Sentence]) -> list[list[Sentence]]:
-    """Every run of up to WINDOW sentences that starts at a sentence."""
-    return [sents[i : i + WINDOW] for i in range(len(sents))]
+    """Every run of up to WINDOW sentences that starts at a sentence, and also at each clause
+    of a sentence ("i dag hei - jeg orker ikke mer - hei"): what comes before a clause break
+    cannot hide it either, while what follows it still can cancel it."""
+    out = []
+    for i, s in enumerate(sents):
+        out.append(sents[i : i + WINDOW])
+        if CLAUSE in s.words:
+            rest = sents[i + 1 : i + WINDOW]
+            cuts = [k for k, w in enumerate(s.words) if w == CLAUSE]
+            n = len(s.words)
+            for a in [-1, *cuts]:
+                for b in [*cuts, n]:
+                    if b <= a + 1 or (a, b) == (-1, n):
+                        continue
+                    # a clause run is judged alone when what follows it cancels nothing
+                    # ("… - i dag hei"); what follows a cut that does cancel stays with it
+                    if b < n and any(t & _TAIL_CANCELS for t in s.tags[b + 1 :]):
+                        continue
+                    part = " ".join(s.words[a + 1 : b]).strip(f" {CLAUSE}")
+                    if part:
+                        out.append([read_sentence(part, s.joke and b == n), *(rest if b == n else ())])
+    return out
+
+
+_TAIL_CANCELS = frozenset({*CANCELLERS, "neg", "hypothetical", "question", "habit", "other_subject"})
 
 
 def facts(s: Sentence) -> set[str]:

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import cast
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "risk_lexicon.toml"
 
@@ -43,7 +44,7 @@ _SENTENCE_END = re.compile(
     "\u2600-\u27bf\U0001f000-\U0001faff]+"
 )
 _JOKE_EMOJI = re.compile(
-    "[\U0001f602\U0001f923\U0001f606\U0001f605\U0001f61c\U0001f61d\U0001f92a\U0001f648\U0001f643\U0001f624\U0001f973]"
+    "[\U0001f602\U0001f923\U0001f606\U0001f605\U0001f61c\U0001f61d\U0001f92a\U0001f648\U0001f643\U0001f624\U0001f973\U0001f480\U0001f644\U0001f629]"
 )
 _STRETCHED = re.compile(r"([a-z])\1{2,}")
 
@@ -157,6 +158,7 @@ class Lexicon:
                 synonyms[key] = target
         self.synonyms = synonyms
         self.exact: dict[str, set[str]] = {}  # lemma or token -> concepts (one-word terms)
+        self.exact_word: dict[str, set[str]] = {}  # this word form only -> concepts
         self.stems: dict[int, dict[str, set[str]]] = {}  # length -> stem -> concepts
         self.multi: dict[str, list[_Term]] = {}  # first lemma -> terms of several words
         self.multi_stem: list[_Term] = []  # terms of several words starting with a stem
@@ -177,10 +179,15 @@ class Lexicon:
             if len(w) >= 6 and w.isalpha():
                 for d in {w[:i] + w[i + 1 :] for i in range(len(w))} | {w}:
                     self._deletes.setdefault(d, set()).add(w)
+        # ordinary words the speller must leave alone ("darlig" is not a typo of "daglig")
+        self.vocab = self.vocab | {normalise(w) for w in cast(list[str], data.get("plain", []))}
         self.known = frozenset(self.exact) | frozenset(synonyms)
         self.spell = lru_cache(maxsize=65536)(self._spell)
 
     def _add(self, concept: str, raw: str, vocab: set[str]) -> None:
+        if raw.startswith("="):  # this word form only, not its lemma ("sitt", not "sitter")
+            self.exact_word.setdefault(normalise(raw[1:]), set()).add(concept)
+            return
         parts = raw.split()
         words: list[str] = []
         prefix: list[bool] = []
@@ -189,8 +196,11 @@ class Lexicon:
             n = normalise(p.rstrip("*")) if is_prefix else normalise(p)
             if not n:  # an emoji term: matched on the raw text instead (joke emoji)
                 return
-            for i, w in enumerate(n.split()):
-                last = i == len(n.split()) - 1
+            # the term is spelled as the text will be: "ikkje" in a term meets "ikkje" in a
+            # message, which the synonyms have made "ikke"
+            spelled = " ".join(" ".join(self.synonyms.get(w, (w,))) for w in n.split())
+            for i, w in enumerate(spelled.split()):
+                last = i == len(spelled.split()) - 1
                 words.append(w if (is_prefix and last) else lemma(w))
                 prefix.append(is_prefix and last)
                 vocab.add(w)
@@ -222,8 +232,9 @@ class Lexicon:
         for i in range(len(token)):
             found |= self._deletes.get(token[:i] + token[i + 1 :], set())
         best = sorted(
-            (w for w in found if _one_edit(token, w)),
-            key=lambda w: (w[0] != token[0], abs(len(w) - len(token)), w),
+            # never the first letter: "changing" is not a typo of "hanging"
+            (w for w in found if w[0] == token[0] and _one_edit(token, w)),
+            key=lambda w: (abs(len(w) - len(token)), w),
         )
         return (best[0],) if best else (token,)
 
@@ -259,6 +270,9 @@ class Lexicon:
                 hit = self.exact.get(w)
                 if hit:
                     tags[i] |= hit
+            hit = self.exact_word.get(w)
+            if hit:
+                tags[i] |= hit
             tags[i] |= self._stem_concepts(w)
             if len(w) >= _COMPOUND_MIN:
                 tags[i] |= self._compound(w)

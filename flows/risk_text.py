@@ -130,6 +130,8 @@ def _judge_window(window: list[Sentence], model: risk_model.RiskModel | None) ->
     if named:
         cat = "self_harm" if named == "named_selfharm" else "suicide"
         floor = RiskJudgement("alert", False, "self", cat, _poisoning(window), named)
+    elif risk_rules.worn_out(window):
+        floor = RiskJudgement("ask", False, "self", "possible", False, "worn_out")
     if model is None:
         return floor
     t = model.thresholds
@@ -147,7 +149,7 @@ def _judge_window(window: list[Sentence], model: risk_model.RiskModel | None) ->
     acute = verdict == "alert" and probs["acute"]["acute"] >= t["acute"] and _under_way(window)
     cat = category("possible" if verdict == "ask" else "suicide")
     poisoning = _poisoning(window) and (acute or verdict == "alert")
-    if floor.risk and verdict != "alert":
+    if floor.action == "alert" and verdict != "alert":
         return floor
     return RiskJudgement(verdict, acute, about, cat, poisoning, "model")
 
@@ -161,8 +163,12 @@ def judge(text: str) -> RiskJudgement:
         return NO_RISK
     model = risk_model.model()
     best = NO_RISK
+    seen: dict[tuple[int, ...], RiskJudgement] = {}  # a repeated run of sentences is judged once
     for window in windows(sents):
-        j = _judge_window(window, model)
+        key = tuple(map(id, window))  # read_sentence is cached: equal sentences are one object
+        j = seen.get(key)
+        if j is None:
+            j = seen[key] = _judge_window(window, model)
         if _severity(j) > _severity(best):
             best = j
         if best.acute and best.cue != "model":

@@ -15,57 +15,17 @@ from typing import Any
 from flows.model import Option, Priority
 from flows.questionnaire import Script, load_script
 from flows.routing import assess
+from handoff import texts
 
 ASSESSMENT_TARGET = timedelta(hours=48)
 
-MARKERS = {
-    Priority.ACUTE: "🚨 AKUTT",
-    Priority.URGENT: "🔴 HASTER",
-    Priority.PRIORITY: "🟠 PRIORITERT",
-    Priority.ROUTINE: "🟢 RUTINE",
-    Priority.SELF_HELP: "⚪ SELVHJELP",
-    Priority.NONE: "⚪ UAVKLART",
-}
-
-OUTCOMES = {
-    "assessment_booked": "Vurderingssamtale avtalt",
-    "referred_gp": "Henvist til fastlege",
-    "referred_emergency": "Henvist til legevakt / akutt",
-    "self_help": "Selvhjelp anbefalt",
-    "no_contact": "Ikke oppnådd kontakt",
-    "other": "Annet",
-}
-
-FLAG_LABELS = {
-    "suicidal_thoughts": "selvmordstanker",
-    "suicide_plans": "selvmordsplaner",
-    "earlier_attempt": "tidligere selvmordsforsøk",
-    "self_harm": "selvskading",
-    "harm_others": "tanker om å skade andre",
-    "phq9_item9": "PHQ-9 ledd 9",
-    "drugs_frequent": "hyppig bruk av rusmidler/legemidler",
-    "psychosis_signs": "mulige psykosetegn",
-    "text_suicide": "fritekst: selvmord",
-    "text_self_harm": "fritekst: selvskading",
-    "text_harm_others": "fritekst: skade andre",
-    "text_crisis": "fritekst: akutt krise",
-    "text_possible": "fritekst: mulig signal (les selv)",
-    "text_acute": "fritekst: HANDLING PÅGÅR ELLER HAR NETTOPP SKJEDD",
-    "text_other": "fritekst: bekymring for en annen person",
-    "text_signal_confirmed": "bekreftet selvmordstanker nå (direkte spørsmål)",
-    "text_signal_unanswered": "ville ikke svare på direkte spørsmål om selvmordstanker",
-    "crisis_request": "ba om å snakke med terapeut (/krise)",
-}
-
-#: what the crisis steps learnt (Session.crisis), as the card says it
-CRISIS_LINES = {
-    ("safe_now", False): "oppga at hen IKKE er trygg nå",
-    ("safe_now", True): "oppga at hen er trygg nå",
-    ("someone_with", False): "er alene",
-    ("someone_with", True): "har noen hos seg",
-    ("poisoning", True): "kan ha tatt piller/gift (Giftinformasjonen 22 59 13 00)",
-    ("signal", "denied"): "mulig signal i fritekst, avkreftet på direkte spørsmål",
-}
+#: the first line of a card per priority; outcome labels; risk flags as the card names them;
+#: what the crisis steps learnt (Session.crisis), as the card says it (the texts are data:
+#: handoff/data/therapist_messages.toml)
+MARKERS = texts.markers()
+OUTCOMES = texts.table("outcomes")
+FLAG_LABELS = texts.table("flag_labels")
+CRISIS_LINES = texts.crisis_lines()
 
 
 @dataclass(frozen=True)
@@ -93,9 +53,11 @@ def waited(since: datetime | None, now: datetime) -> str:
         return "–"
     minutes = max(0, int((now - since).total_seconds() // 60))
     if minutes < 60:
-        return f"{minutes} min"
+        return texts.text("waited.minutes", minutes=minutes)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} t {minutes} min" if hours < 48 else f"{hours // 24} d {hours % 24} t"
+    if hours < 48:
+        return texts.text("waited.hours", hours=hours, minutes=minutes)
+    return texts.text("waited.days", days=hours // 24, hours=hours % 24)
 
 
 def score_line(answers: Mapping[str, Any], script: Script) -> str:
@@ -108,7 +70,7 @@ def score_line(answers: Mapping[str, Any], script: Script) -> str:
             continue
         total = assessment.scores[instrument_id]
         band = instrument.band(total).label["nb"].lower()
-        unfinished = "" if instrument.complete(answers) else ", ufullstendig"
+        unfinished = "" if instrument.complete(answers) else texts.text("card.unfinished")
         parts.append(f"{instrument.name}: {total} ({band}{unfinished})")
     return " · ".join(parts)
 
@@ -128,54 +90,60 @@ def risk_flags(case: CaseView, script: Script) -> list[str]:
 def render_card(case: CaseView, now: datetime, script: Script | None = None) -> str:
     script = script or load_script()
     priority = Priority(case.priority)
-    head = f"{MARKERS[priority]} · Sak {case.label}"
+    head = texts.text("card.head", marker=MARKERS[priority], label=case.label)
     if case.overdue and case.claimed_by_name is None and case.closed_at is None:
-        head = f"⏰ FORSINKET · {head}"
+        head = texts.text("card.overdue", head=head)
     lines = [head]
     if case.closed_at is not None:
         outcome = OUTCOMES.get(case.outcome or "", case.outcome or "–")
-        lines.append(f"Avsluttet av {case.claimed_by_name or '–'}: {outcome}")
+        lines.append(texts.text("card.closed_by", name=case.claimed_by_name or "–", outcome=outcome))
     elif case.claimed_by_name:
-        lines.append(
-            f"Tatt av {case.claimed_by_name} etter {waited(case.handed_over_at, case.claimed_at or now)}"
-        )
+        since = waited(case.handed_over_at, case.claimed_at or now)
+        lines.append(texts.text("card.claimed_by", name=case.claimed_by_name, waited=since))
     else:
-        lines.append(f"Venter: {waited(case.handed_over_at, now)} · ikke tatt")
+        lines.append(texts.text("card.waiting", waited=waited(case.handed_over_at, now)))
         if priority == Priority.ROUTINE and case.handed_over_at is not None:
             left = case.handed_over_at + ASSESSMENT_TARGET - now
             hours = int(left.total_seconds() // 3600)
             lines.append(
-                f"Vurderingssamtale innen 48 t: {hours} t igjen" if hours >= 0 else "48 t-målet er passert"
+                texts.text("card.target_left", hours=hours)
+                if hours >= 0
+                else texts.text("card.target_passed")
             )
     lines.append(score_line(case.answers, script))
     flags = risk_flags(case, script)
-    lines.append("Risiko: " + (", ".join(flags) if flags else "ingen oppgitt"))
+    lines.append(texts.text("card.risk", flags=", ".join(flags) if flags else texts.text("card.no_risk")))
     crisis = crisis_line(case)
     if crisis:
         lines.append(crisis)
     children = case.answers.get("children")
-    lines.append("Barn under 18: " + {1: "ja", 0: "nei"}.get(children, "ikke besvart"))
-    lines.append("Screening: " + ("fullført" if case.finished else "pågår"))
+    said: dict[Any, str] = {1: texts.text("card.children_yes"), 0: texts.text("card.children_no")}
+    lines.append(
+        texts.text("card.children", answer=said.get(children, texts.text("card.children_unanswered")))
+    )
+    lines.append(texts.text("card.screening_done" if case.finished else "card.screening_running"))
     return "\n".join(lines)
 
 
 def crisis_line(case: CaseView) -> str:
     """What the crisis steps learnt from the citizen, in one line ("" if nothing)."""
     said = [line for (key, value), line in CRISIS_LINES.items() if case.crisis.get(key) == value]
-    return ("Akutt: " if case.crisis.get("acute") else "Krise: ") + "; ".join(said) if said else ""
+    if not said:
+        return ""
+    return texts.text("card.acute" if case.crisis.get("acute") else "card.crisis", said="; ".join(said))
 
 
 def deleted_card_text(label: str) -> str:
     """The card of a case the citizen deleted before anyone took it: out of the queue."""
-    return f"🗑 Sak {label}: innbyggeren har slettet sine data. Saken er fjernet fra køen."
+    return texts.text("card.deleted", label=label)
 
 
 def duplicate_card_text(label: str) -> str:
     """A card posted twice by two bot instances at once: the copy that gave way."""
-    return f"(Dublett: bruk det andre kortet for sak {label}; det holdes oppdatert.)"
+    return texts.text("card.duplicate", label=label)
 
 
 def card_buttons(case: CaseView) -> tuple[tuple[Option, ...], ...]:
     if case.claimed_by_name or case.closed_at is not None:
         return ()
-    return ((Option("✋ Ta saken", f"claim:{case.id}"),),)
+    return ((Option(texts.text("card.claim_button"), f"claim:{case.id}"),),)

@@ -1,22 +1,24 @@
 """Escalating cases nobody has taken in time.
 
-Derived from stored timestamps (``handed_over_at``, ``escalated_at``), not in-memory timers,
-so it survives restarts; ``mark_escalated`` is a compare-and-set, so with several bot
-instances each case is escalated once.
+Which case is overdue, and after how long, is the domain's rule (:func:`handoff.cases.overdue`,
+from stored timestamps, not in-memory timers, so it survives restarts); ``mark_escalated``
+applies :func:`handoff.cases.escalate`, a compare-and-set, so with several bot instances
+each case is escalated once. This module does the telling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from flows.model import Option, Priority
+from handoff import texts
 from handoff.cards import MARKERS, waited
+from handoff.cases import ESCALATE_AFTER, CaseRecord, WaitingCase, overdue
 from handoff.desk import TherapistDesk
-from handoff.ports import Messenger, StoreRunner, in_worker_thread
+from handoff.ports import Messenger, Store, StoreRunner, in_worker_thread
 from handoff.service import HandoffService
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,14 @@ log = logging.getLogger(__name__)
 class Escalator:
     def __init__(
         self,
-        store: Any,
+        store: Store,
         messenger: Messenger,
         handoff: HandoffService,
         desk: TherapistDesk,
         *,
-        acute_after: timedelta = timedelta(minutes=2),
-        urgent_after: timedelta = timedelta(minutes=5),
-        priority_after: timedelta = timedelta(minutes=30),
+        acute_after: timedelta = ESCALATE_AFTER[Priority.ACUTE],
+        urgent_after: timedelta = ESCALATE_AFTER[Priority.URGENT],
+        priority_after: timedelta = ESCALATE_AFTER[Priority.PRIORITY],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         run_store: StoreRunner = in_worker_thread,
     ) -> None:
@@ -48,16 +50,9 @@ class Escalator:
         self.clock = clock
         self._db = run_store
 
-    def overdue(self, case: Any, now: datetime) -> bool:
-        limit = self.limits.get(Priority(case.priority))
-        return (
-            limit is not None
-            and case.claimed_by is None
-            and case.status == "open"
-            and case.escalated_at is None
-            and case.handed_over_at is not None
-            and now - case.handed_over_at >= limit
-        )
+    def overdue(self, case: CaseRecord | WaitingCase, now: datetime) -> bool:
+        """The domain's rule (:func:`handoff.cases.overdue`) with this instance's limits."""
+        return overdue(case, now, self.limits)
 
     async def tick(self) -> list[int]:
         """Escalate every overdue case once; return their ids."""
@@ -69,14 +64,16 @@ class Escalator:
                 await self._escalate(await self._db(self.store.case, case.id), now)
         return escalated
 
-    async def _escalate(self, case: Any, now: datetime) -> None:
+    async def _escalate(self, case: CaseRecord, now: datetime) -> None:
         await self._db(self.store.audit, "system", "escalate", case.id, now)
-        text = (
-            f"⏰ FORSINKET · {MARKERS[Priority(case.priority)]} · Sak {case.label} har ventet "
-            f"{waited(case.handed_over_at, now)} uten å bli tatt."
+        text = texts.text(
+            "escalation.alert",
+            marker=MARKERS[Priority(case.priority)],
+            label=case.label,
+            waited=waited(case.handed_over_at, now),
         )
-        claim = ((Option("✋ Ta saken", f"claim:{case.id}"),),)
-        steps = [
+        claim = ((Option(texts.text("escalation.claim_button"), f"claim:{case.id}"),),)
+        steps: list[Awaitable[object]] = [
             self.desk.tell_citizen(case.id, "taking_longer"),
             self.handoff.refresh_card(case, overdue=True),
         ]

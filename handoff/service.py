@@ -11,8 +11,10 @@ from typing import Any
 
 from flows.model import Priority
 from flows.questionnaire import Script, load_script
+from handoff import texts
 from handoff.cards import CaseView, card_buttons, deleted_card_text, duplicate_card_text, render_card
-from handoff.ports import CaseStore, Messenger, StoreRunner, in_worker_thread
+from handoff.cases import CaseRecord
+from handoff.ports import DutyRecord, Messenger, Store, StoreRunner, in_worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ def utcnow() -> datetime:
 class HandoffService:
     def __init__(
         self,
-        store: CaseStore,
+        store: Store,
         messenger: Messenger,
         *,
         therapist_chat_id: int | None,
@@ -65,7 +67,7 @@ class HandoffService:
             self.store.audit, str(therapist_id), "duty_on" if on else "duty_off", None, self.clock()
         )
 
-    async def on_duty(self) -> list[Any]:
+    async def on_duty(self) -> list[DutyRecord]:
         records = await self._db(self.store.on_duty)
         for record in records:
             self._names[record.therapist_id] = record.first_name
@@ -82,13 +84,15 @@ class HandoffService:
 
     # --- cards ---
 
-    async def routed(self, record: Any) -> None:
+    async def routed(self, record: CaseRecord) -> None:
         """A case whose routing is stored (with the answer that raised it): post its card, or
         bring it up to date, for routine and above."""
         if Priority(record.priority) >= Priority.ROUTINE:
             await self.refresh_card(record)
 
-    async def refresh_card(self, record: Any, *, overdue: bool = False, may_give_way: bool = True) -> None:
+    async def refresh_card(
+        self, record: CaseRecord, *, overdue: bool = False, may_give_way: bool = True
+    ) -> None:
         if record.claimed_by is not None and record.claimed_by not in self._names:
             await self.load_names()
         view = self.view(record, overdue=overdue)
@@ -104,7 +108,7 @@ class HandoffService:
         if not await self._db(self.store.set_card, record.id, message_id, replacing=record.card_message_id):
             await self._give_way(record, message_id, refresh_live=may_give_way)
 
-    async def _give_way(self, record: Any, message_id: int, *, refresh_live: bool) -> None:
+    async def _give_way(self, record: CaseRecord, message_id: int, *, refresh_live: bool) -> None:
         """Another bot instance posted this case's card while we posted ours (two updates of
         one citizen on two instances). One card stays live: theirs, brought up to date from
         what is stored now; ours becomes a pointer to it, without buttons, so nobody works
@@ -127,7 +131,7 @@ class HandoffService:
         if current is not None:
             await self.refresh_card(current, may_give_way=False)
 
-    async def citizen_deleted(self, record: Any) -> None:
+    async def citizen_deleted(self, record: CaseRecord) -> None:
         """The citizen deleted their data before anyone took the case: its card says so at
         once and loses its claim button (the case leaves the queue with the deletion)."""
         if record.card_message_id is None or self.therapist_chat_id is None:
@@ -143,10 +147,7 @@ class HandoffService:
         """A citizen wrote something that looks like risk, but the case could not be stored
         (e.g. the database is down). Tell the therapists, with no personal data, so a human
         knows and can get the system back; the citizen has had the crisis numbers."""
-        text = (
-            "⚠️ SYSTEMFEIL: en innbygger skrev noe som tyder på risiko, men saken kunne ikke "
-            "lagres. Innbyggeren har fått krisenumrene. Sjekk driften (python -m bot check)."
-        )
+        text = texts.text("system.unrecorded_risk")
         try:
             await self._post(text, (), urgent=True)
         except HandoffFailed:
@@ -167,7 +168,7 @@ class HandoffService:
                 return message_id
         raise HandoffFailed("the therapists' chat could not be reached")
 
-    def view(self, record: Any, *, overdue: bool = False) -> CaseView:
+    def view(self, record: CaseRecord, *, overdue: bool = False) -> CaseView:
         session = record.session or {}
         return CaseView(
             id=record.id,
@@ -197,4 +198,4 @@ class HandoffService:
         self._names.update(await self._db(self.store.therapist_names))
 
     def name_of(self, therapist_id: int) -> str:
-        return self._names.get(therapist_id, "terapeut")
+        return self._names.get(therapist_id, texts.text("desk.unknown_therapist"))

@@ -11,6 +11,7 @@ from typing import Any
 
 from flows.questionnaire import Script, load_script
 from flows.routing import assess
+from handoff import texts
 from handoff.cards import CaseView, crisis_line, risk_flags, score_line
 
 
@@ -27,9 +28,9 @@ def answer_text(script: Script, question_id: str, value: Any) -> str:
 def render_summary(case: CaseView, answers: Mapping[str, Any], script: Script | None = None) -> str:
     script = script or load_script()
     assessment = assess(answers, script)
-    lines = [f"Sak {case.label} – fullt sammendrag (fortrolig)", score_line(answers, script)]
+    lines = [texts.text("summary.head", label=case.label), score_line(answers, script)]
     flags = risk_flags(case, script)
-    lines.append("Risiko: " + (", ".join(flags) if flags else "ingen oppgitt"))
+    lines.append(texts.text("card.risk", flags=", ".join(flags) if flags else texts.text("card.no_risk")))
     if crisis_line(case):
         lines.append(crisis_line(case))
     for section in script.sections:
@@ -39,13 +40,13 @@ def render_summary(case: CaseView, answers: Mapping[str, Any], script: Script | 
         lines.append("")
         title = section.title["nb"]
         if section.instrument and section.instrument in assessment.scores:
-            title += f" (sum {assessment.scores[section.instrument]})"
+            title += texts.text("summary.section_sum", total=assessment.scores[section.instrument])
         lines.append(title.upper())
         for question in asked:
             prompt = question.prompt("nb")
             short = prompt if len(prompt) <= 70 else prompt[:67] + "…"
             lines.append(f"• {short}: {answer_text(script, question.id, answers[question.id])}")
     lines.append("")
-    lines.append("Svar på meldingene herfra: det du skriver til meg sendes til innbyggeren.")
-    lines.append("/close avslutter · /release gir saken tilbake · /handover gir den til en kollega")
+    lines.append(texts.text("summary.footer_relay"))
+    lines.append(texts.text("summary.footer_commands"))
     return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""Storage: encryption at rest, the schema migrations and the one repository implementation.
+"""Storage: encryption at rest, the schema migrations and the one repository implementation
+of the store ports (``handoff/ports.py``): ``SqlRepository``, composed of one module per kind
+of thing stored (``citizens``, ``cases``, ``relays``, ``team``, ``keys``; see ``repository``).
 
 Health answers, free text, chat ids and relayed messages are encrypted at rest; a citizen
 is found by a keyed HMAC of their Telegram user id, never by the id in clear. The HMAC key
@@ -9,6 +11,7 @@ Start-up, in this order: ``repo.require_current_schema()`` (raises :class:`Schem
 then ``repo.require_matching_keys()`` (raises :class:`KeysDoNotMatch`).
 """
 
+from . import course_tables  # noqa: F401 - registers the course tables on the metadata
 from .crypto import (
     Cipher,
     EncryptedJSON,

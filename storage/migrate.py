@@ -60,9 +60,24 @@ LEGACY_TABLES: dict[str, frozenset[str]] = {
     "citizen": frozenset({"id", "user_key", "chat_id", "lang", "created_at"}),
     "triage_case": frozenset(
         {
-            "id", "citizen_id", "label", "state", "session", "priority", "reasons", "status",
-            "created_at", "updated_at", "handed_over_at", "card_message_id", "claimed_by",
-            "claimed_at", "closed_at", "outcome", "escalated_at", "finished_at",
+            "id",
+            "citizen_id",
+            "label",
+            "state",
+            "session",
+            "priority",
+            "reasons",
+            "status",
+            "created_at",
+            "updated_at",
+            "handed_over_at",
+            "card_message_id",
+            "claimed_by",
+            "claimed_at",
+            "closed_at",
+            "outcome",
+            "escalated_at",
+            "finished_at",
         }
     ),  # fmt: skip
     "processed_update": frozenset({"update_id", "processed_at"}),
@@ -70,8 +85,14 @@ LEGACY_TABLES: dict[str, frozenset[str]] = {
     "audit_event": frozenset({"id", "at", "actor", "action", "case_id"}),
     "relay_message": frozenset(
         {
-            "id", "case_id", "direction", "body", "created_at", "delivered_at",
-            "therapist_message_id", "therapist_id",
+            "id",
+            "case_id",
+            "direction",
+            "body",
+            "created_at",
+            "delivered_at",
+            "therapist_message_id",
+            "therapist_id",
         }
     ),  # fmt: skip
 }
@@ -218,9 +239,7 @@ def schema_differences(engines: Engines) -> list[Any]:
     from . import tables  # noqa: F401 - registers the tables
 
     with engines.read.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts=context_options(connection.dialect.name)
-        )
+        context = MigrationContext.configure(connection, opts=context_options(connection.dialect.name))
         return list(compare_metadata(context, SQLModel.metadata))
 
 
@@ -319,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         print(head_revision())
         return 0
     path = new_revision(args.message, args.rev_id)
-    print(f"wrote {path}: review it, then run the tests (tests/test_migrations.py)")
+    print(f"wrote {path}: review it, then run the tests (tests/integration/test_migrations.py)")
     return 0
 
 

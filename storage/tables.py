@@ -11,7 +11,7 @@ All timestamps are timezone-aware UTC (:class:`UtcDateTime`).
 
 The schema is created and changed only by the Alembic migrations in
 ``storage/migrations`` (:mod:`storage.migrate`); a change here needs a new revision there
-(``tests/test_migrations.py`` fails while the two disagree).
+(``tests/integration/test_migrations.py`` fails while the two disagree).
 """
 
 from __future__ import annotations
@@ -107,9 +107,7 @@ class Case(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     citizen_id: int | None = Field(
         default=None,
-        sa_column=Column(
-            Integer, ForeignKey("citizen.id", ondelete="CASCADE"), nullable=True, index=True
-        ),
+        sa_column=Column(Integer, ForeignKey("citizen.id", ondelete="CASCADE"), nullable=True, index=True),
     )
     label: str = Field(max_length=16, unique=True, index=True)
     state: str = Field(default="new", max_length=64)
@@ -141,18 +139,14 @@ class ProcessedUpdate(SQLModel, table=True):
 
     __tablename__ = "processed_update"
 
-    update_id: int = Field(
-        sa_column=Column(_BIG, primary_key=True, autoincrement=False, nullable=False)
-    )
+    update_id: int = Field(sa_column=Column(_BIG, primary_key=True, autoincrement=False, nullable=False))
     processed_at: datetime = _when(index=True)
 
 
 class Duty(SQLModel, table=True):
     __tablename__ = "duty"
 
-    therapist_id: int = Field(
-        sa_column=Column(_BIG, primary_key=True, autoincrement=False, nullable=False)
-    )
+    therapist_id: int = Field(sa_column=Column(_BIG, primary_key=True, autoincrement=False, nullable=False))
     on_duty: bool = Field(default=False, index=True)
     changed_at: datetime = _when()
     first_name: str = Field(default="", max_length=128)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 
 import pytest
 
 from storage import Cipher, SqlRepository, set_cipher
 
-POSTGRES_URL = os.environ.get(
-    "RPH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("RPH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _libpq_dsn(sqlalchemy_url: str) -> str:
@@ -41,9 +41,11 @@ def _postgres_unreachable() -> str | None:
     return None
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
+@contextmanager
+def database_at(kind: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh database of ``kind`` ("sqlite" or "postgresql"; skips the test if
+    PostgreSQL does not answer), dropped afterwards."""
+    if kind == "sqlite":
         # a directory that does not exist yet: the repository must create it
         yield f"sqlite:///{tmp_path / 'data' / 'rph.sqlite3'}"
         return
@@ -63,6 +65,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     finally:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_at(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -301,8 +301,7 @@ class _HTMLChecker(HTMLParser):
         if not self.stack or self.stack[-1] != tag:
             expected = f'"</{self.stack[-1]}>"' if self.stack else "nothing"
             self._fail(
-                f"Unmatched end tag at byte offset {self._offset()}, expected {expected}, "
-                f'found "</{tag}>"'
+                f'Unmatched end tag at byte offset {self._offset()}, expected {expected}, found "</{tag}>"'
             )
         else:
             self.stack.pop()
@@ -514,9 +513,7 @@ class TelegramStandIn:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         # handler_cancellation: when PTB cancels an in-flight request (e.g. the long-polling
         # getUpdates on Updater.stop()) the connection drops and the handler is cancelled.
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -744,9 +741,7 @@ class TelegramStandIn:
         chat = self._register_chat(chat_id, chat_type, first_name=first_name, title=title)
         message: dict[str, Any] = {
             "message_id": self._alloc_mid(chat_id),
-            "from": self._user(
-                user_id, first_name, language_code, username=username, last_name=last_name
-            ),
+            "from": self._user(user_id, first_name, language_code, username=username, last_name=last_name),
             "chat": dict(chat),
             "date": int(time.time()),
             **content,
@@ -780,9 +775,7 @@ class TelegramStandIn:
         content: dict[str, Any] = {"text": text}
         if text.startswith("/") and len(text) > 1:
             command = text.split(maxsplit=1)[0]
-            content["entities"] = [
-                {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
-            ]
+            content["entities"] = [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
         return self._user_update(
             user_id,
             content,
@@ -890,9 +883,7 @@ class TelegramStandIn:
         if sm is None or sm.deleted:
             raise LookupError(f"no (undeleted) bot message {message_id} in chat {chat_id}")
         if strict and data not in sm.callback_data:
-            raise ValueError(
-                f"message {message_id} has no button with data {data!r}; has {sm.callback_data}"
-            )
+            raise ValueError(f"message {message_id} has no button with data {data!r}; has {sm.callback_data}")
         query_id = str(4_700_000_000_000_000_000 + next(self._ids))
         query = {
             "id": query_id,
@@ -966,9 +957,7 @@ class TelegramStandIn:
                 files: dict[str, UploadedFile] = {}
                 for key, value in form.items():
                     if isinstance(value, web.FileField):
-                        files[key] = UploadedFile(
-                            key, value.filename, value.content_type, value.file.read()
-                        )
+                        files[key] = UploadedFile(key, value.filename, value.content_type, value.file.read())
                     else:
                         params[key] = _decode(key, value)
                 for key, value in list(params.items()):
@@ -1010,9 +999,7 @@ class TelegramStandIn:
         for fault in self._faults:
             if fault.method != method.lower():
                 continue
-            if fault.chat_id is not None and self._coerce_chat(params.get("chat_id")) != (
-                fault.chat_id
-            ):
+            if fault.chat_id is not None and self._coerce_chat(params.get("chat_id")) != (fault.chat_id):
                 continue
             fault.times -= 1
             if fault.times <= 0:
@@ -1049,9 +1036,7 @@ class TelegramStandIn:
             assert isinstance(fault.status, int)
             if fault.status == 429:
                 return self._too_many(method, fault.retry_after, params, fault.description)
-            return self._error(
-                method, fault.status, fault.description or _default_description(fault.status)
-            )
+            return self._error(method, fault.status, fault.description or _default_description(fault.status))
 
         if self._limiter is not None and method.lower() in _RATE_LIMITED_METHODS:
             chat_id = self._coerce_chat(params.get("chat_id"))
@@ -1290,9 +1275,7 @@ class TelegramStandIn:
             setattr(sm, key, value)
         sm.edit_date = int(time.time())
         self._render(sm)
-        sm.edits.append(
-            {"method": method, "params": params, "before": before, "after": sm._state()}
-        )
+        sm.edits.append({"method": method, "params": params, "before": before, "after": sm._state()})
         return sm.message
 
     # ---------------------------------------------------------------- Bot API methods
@@ -1389,16 +1372,12 @@ class TelegramStandIn:
         if not isinstance(commands, list):
             raise ApiError(400, "Bad Request: can't parse commands JSON object")
         for cmd in commands:
-            if not isinstance(cmd, dict) or not re.fullmatch(
-                r"[a-z0-9_]{1,32}", str(cmd.get("command", ""))
-            ):
+            if not isinstance(cmd, dict) or not re.fullmatch(r"[a-z0-9_]{1,32}", str(cmd.get("command", ""))):
                 raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
             if not 1 <= len(str(cmd.get("description", ""))) <= 256:
                 raise ApiError(400, "Bad Request: command description is empty or too long")
         key = (self._scope_key(params.get("scope")), str(params.get("language_code") or ""))
-        self.commands[key] = [
-            {"command": c["command"], "description": c["description"]} for c in commands
-        ]
+        self.commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
         return True
 
     def _m_get_my_commands(self, params: dict[str, Any]) -> list[dict]:

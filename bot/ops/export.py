@@ -13,7 +13,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from bot.config import load_settings
+from bot.config import Settings, load_settings
 from bot.ops._common import current_repository, fail
 
 NAME = "export"
@@ -28,11 +28,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="fhir: a FHIR R4 Bundle (JSON); text: a plain-text summary (default)",
     )
+    parser.add_argument(
+        "--course",
+        action="store_true",
+        help="the case's course of treatment instead: its measures (FHIR R4B) or its summary",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from handoff.journal import fhir_bundle, fhir_json, text_summary, validate_bundle
+    from reports.journal import fhir_bundle, fhir_json, text_summary, validate_bundle
+
     settings = load_settings()
+    if getattr(args, "course", False):
+        return _course(args, settings)
     with current_repository(settings) as repo:
         case = repo.case_by_label(args.case)
         if case is None:
@@ -47,5 +55,20 @@ def run(args: argparse.Namespace) -> int:
         else:
             output = text_summary(case, tz=settings.timezone)
         repo.audit("operator", "export", case.id, datetime.now(UTC))
+    sys.stdout.write(output)
+    return 0
+
+
+def _course(args: argparse.Namespace, settings: Settings) -> int:
+    """``--course``: the measures of the case's course (issue 33; bot/ops/course_report.py)."""
+    from bot.ops.course_report import export_course
+
+    with current_repository(settings) as repo:
+        try:
+            output = export_course(repo, args.case, args.format, settings.timezone)
+        except ValueError as error:  # pydantic's ValidationError
+            return fail(f"the FHIR bundle of the course does not validate: {error}")
+        if output is None:
+            return fail(f"no course for case {args.case.strip().upper()}")
     sys.stdout.write(output)
     return 0

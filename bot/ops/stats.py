@@ -1,10 +1,11 @@
-"""``python -m bot stats --since DATE [--plot FILE.png]``: weekly service statistics.
+"""``python -m bot stats --since DATE [--plot FILE.png] [--format text|json]``: weekly service
+statistics, and the outcomes of the courses of treatment (``reports/outcome_report.py``).
 
 Per ISO week (in TRIAGE_TIMEZONE): contacts, completed screenings, routing, time from
 handoff to the first claim (median, 90th percentile), escalations, the share handed over
 outside OPENING_HOURS, outcomes at close, and PHQ-9 / GAD-7 bands. Sessions are decrypted
 to compute the bands; only counts are printed, and every count under 5 is suppressed
-(see ``handoff/statistics.py``). Reading the sessions is written to the audit log
+(see ``reports/statistics.py``). Reading the sessions is written to the audit log
 (actor "operator", action "stats").
 
 ``--plot`` draws a PNG for a team meeting (needs matplotlib: ``pip install '.[ops]'``).
@@ -21,7 +22,7 @@ from bot.config import load_settings
 from bot.ops._common import current_repository, fail
 
 NAME = "stats"
-HELP = "weekly service statistics, small numbers suppressed (--plot FILE.png for a chart)"
+HELP = "weekly service statistics and course outcomes, small numbers suppressed (--plot, --format json)"
 
 #: Okabe & Ito's colour-blind-safe palette, most urgent darkest/warmest
 COLOURS = {
@@ -54,10 +55,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="also draw the weekly chart to this PNG"
     )
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default) or one JSON object, with the courses' outcomes under 'outcomes'",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from handoff.statistics import compute, format_table, week_start
+    from bot.ops.course_report import outcomes_for, report_json
+    from reports.outcome_report import format_outcomes
+    from reports.statistics import compute, format_table, week_start
 
     settings = load_settings()
     now = datetime.now(UTC)
@@ -83,8 +92,15 @@ def run(args: argparse.Namespace) -> int:
             opening_hours=settings.opening_hours,
         )
         del cases  # nothing about a person is kept past this point
+        outcomes = outcomes_for(repo, first, now)  # courses of treatment (issue 33)
         repo.audit("operator", "stats", None, now)
+    if getattr(args, "format", "text") == "json":
+        print(report_json(report, outcomes), end="")
+        if args.plot is not None:
+            plot(report, args.plot)
+        return 0
     print(format_table(report), end="")
+    print("\n" + format_outcomes(outcomes), end="")
     if args.plot is not None:
         plot(report, args.plot)
         print(f"\nfigur: {args.plot}")
@@ -119,7 +135,7 @@ def plot(report: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from handoff.statistics import ROUTE_LABELS, ROUTES, format_duration
+    from reports.statistics import ROUTE_LABELS, ROUTES, format_duration
 
     weeks = list(report.weeks)
     x = list(range(len(weeks)))

@@ -21,8 +21,7 @@ def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
         raise RuntimeError(
-            "run the migrations through storage.migrate (python -m bot migrate); "
-            "there is no alembic.ini"
+            "run the migrations through storage.migrate (python -m bot migrate); there is no alembic.ini"
         )
     context.configure(
         connection=connection,

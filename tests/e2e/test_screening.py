@@ -159,7 +159,7 @@ async def test_sigterm_with_a_backlog_stops_within_ten_seconds_and_counts_what_i
     bot_env["TELEGRAM_RATE_LIMITS"] = "true"  # one message a second per chat: a backlog builds
     process = BotProcess(bot_env, tmp_path)
     await process.start(standin)
-    for n in range(25):  # a burst of commands, each with a reply the chat must wait for
+    for _ in range(25):  # a burst of commands, each with a reply the chat must wait for
         standin.user_message(5099, "/hjelp")
     await standin.wait_for_message(5099, count=3, timeout=10)
     started = asyncio.get_running_loop().time()

@@ -1,4 +1,6 @@
-"""The citizen service in-process: real repository, a recording messenger."""
+"""The citizen service in-process: the in-memory store of the ports (tests/fakes.py), a
+recording messenger. No database: the storage tests hold the SQL repository to the same
+behaviour (tests/integration)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.citizens import CitizenService, Incoming
 from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
 from flows.conversation import ScreeningFlow
 from flows.model import Alert, Button, Command, Option, Priority, Reply, Text
+from handoff.citizens import CitizenService, Incoming
 from handoff.ports import RecipientGone
 from handoff.service import HandoffService
+from tests.fakes import FakeStore
 
 THERAPISTS = -500
 
@@ -59,6 +62,11 @@ class RecordingMessenger:
 
     def to(self, chat_id: int) -> list[str]:
         return [text for chat, text, _ in self.sent if chat == chat_id]
+
+
+@pytest.fixture
+def repo() -> FakeStore:
+    return FakeStore()
 
 
 @pytest.fixture

@@ -190,9 +190,7 @@ def test_phq9_difficulty_item():
 def test_gad7_wording():
     assert len(GAD7.items) == 7 and all(q.scored for q in GAD7.items)
     assert SCRIPT.question("gad7_1").prompt("en") == "Feeling nervous, anxious, or on edge"
-    assert SCRIPT.question("gad7_1").prompt("nb") == (
-        "Følt deg nervøs, engstelig eller veldig stresset"
-    )
+    assert SCRIPT.question("gad7_1").prompt("nb") == ("Følt deg nervøs, engstelig eller veldig stresset")
     assert [c.label("nb") for c in SCRIPT.question("gad7_7").choices][-1] == "Nesten hver dag"
 
 

@@ -11,9 +11,9 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from flows.questionnaire import load_script
-from handoff.course_chart import COLOURS, course_chart
 from handoff.courses import Measure
-from handoff.measure_fhir import (
+from reports.course_chart import COLOURS, course_chart
+from reports.measure_fhir import (
     FHIR_VERSION,
     ITEM_LOINC,
     LA_ANSWERS,

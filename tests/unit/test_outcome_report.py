@@ -8,7 +8,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from handoff.courses import Course, Measure
-from handoff.outcome_report import OUTCOME_KEYS, compute_outcomes, format_outcomes
+from reports.outcome_report import OUTCOME_KEYS, compute_outcomes, format_outcomes
 from tests.unit.test_courses import local
 
 OSLO = ZoneInfo("Europe/Oslo")

@@ -259,3 +259,73 @@ def test_the_tuned_splits_meet_the_targets_per_language() -> None:
         scoped = [r for r in results if lang is None or r.row.lang == lang]
         for name, (rate, target, met) in figures(scoped).items():
             assert met, f"{lang or 'overall'} {name}: {rate} against {target}"
+
+
+# --- reading: spelling, word forms, whose act, leisure (2026-12-08, second round) --------------
+
+
+def test_a_typo_is_never_read_in_the_first_letter() -> None:
+    from flows.risk_lexicon import lexicon
+
+    words = lexicon().words("changing the oil")
+    assert words[0] == "changing"  # not "hanging"
+
+
+def test_an_exact_form_term_does_not_match_other_forms() -> None:
+    from flows.risk_features import read
+
+    (sitting,) = read("sitter på rekkverket på brua nå")
+    assert "reflexive_other" not in sitting.concepts  # "sitter" is not the reflexive "sitt"
+
+
+def test_nynorsk_terms_meet_nynorsk_text_after_the_synonyms() -> None:
+    from flows.risk_features import read
+
+    (s,) = read("me ser han ikkje lenger")
+    assert "unconscious" in s.concepts and "resolved" not in s.concepts
+
+
+def test_someone_else_who_jumped_is_an_acute_alert_about_them() -> None:
+    j = judge("kompisen min hoppa i elva frå brua, me står på land og me ser han ikkje lenger")
+    assert j.action == "alert" and j.acute and j.about == "other", j
+
+
+def test_the_person_nearest_before_the_act_decides_whose_it_is() -> None:
+    j = judge("samboeren sitter i bilen med slange fra eksosen og har låst dørene. jeg har ikke nøkkel")
+    assert j.acute and j.about == "other", j
+
+
+LEISURE = [
+    "in the garage changing the oil on my moped, engine running to warm it up",
+    "står på kanten av stupet på dalsnibba og tek bilete, for ei utsikt",
+    "bridge into town is closed for repairs AGAIN, took forever to get to work",
+]
+
+
+@pytest.mark.parametrize("text", LEISURE)
+def test_a_leisure_scene_is_never_acute(text: str) -> None:
+    assert not judge(text).acute, text
+
+
+def test_leisure_does_not_hide_an_act_with_death_in_it() -> None:
+    j = judge(
+        "lit the disposable bbq inside the tent and zipped it shut. wanted to say goodbye one last time"
+    )
+    assert j.action == "alert" and j.acute, j
+
+
+def test_poison_swallowed_and_rocks_at_the_water_are_acute() -> None:
+    assert judge("drank some of the weedkiller from the shed").acute
+    assert judge("at the quarry lake with rocks in my backpack. going in now").acute
+    assert not judge("jeg er gift og har to barn").risk
+
+
+def test_a_small_cut_while_cooking_is_not_self_harm() -> None:
+    assert not judge(
+        "cooking tonight and the knife slipped, tiny cut, all good. bleeding on the onions now 😅"
+    ).risk
+
+
+def test_orker_ikke_mer_is_never_nothing_but_the_coffee_is() -> None:
+    assert judge("ok jeg orker ikke mer i dag hei").risk
+    assert not judge("orker ikke mer kaffe i dag").risk

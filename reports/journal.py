@@ -25,7 +25,7 @@ from flows.model import Priority
 from flows.questionnaire import Condition, Instrument, Question, Script, load_script
 from flows.routing import REASON_TEXT, assess
 from handoff.cards import OUTCOMES
-from handoff.ports import StoreRunner, in_worker_thread
+from handoff.ports import ExportRefused, StoreRunner, in_worker_thread
 
 __all__ = [
     "CANONICAL_BASE",
@@ -115,10 +115,6 @@ ROUTING_WORDS = {
     Priority.SELF_HELP: "Selvhjelp – ønsket ikke kontakt nå, fikk råd om selvhjelp",
     Priority.NONE: "Ikke rutet (kartleggingen er ikke fullført)",
 }
-
-
-class ExportRefused(PermissionError):
-    """The therapist does not hold the case (or it is gone)."""
 
 
 # --- helpers ------------------------------------------------------------------------------

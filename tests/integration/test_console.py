@@ -1,4 +1,5 @@
-"""The console chat (``python -m bot chat``) leaves no personal data on disk."""
+"""The console chat (``python -m bot chat``, on a throwaway SQLite database) leaves no personal
+data on disk."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ async def test_the_copy_is_gone_after_quit() -> None:
 
 
 async def test_a_long_copy_is_saved_in_the_chats_own_folder_and_removed_on_quit(monkeypatch) -> None:
-    monkeypatch.setattr("bot.citizens.needs_document", lambda text: True)
+    monkeypatch.setattr("handoff.citizens.needs_document", lambda text: True)
     out = io.StringIO()
     await chat("nb", stdin=io.StringIO("1\n1\n/minedata\n/quit\n"), out=out)
     (path,) = re.findall(r"saved to (\S+?),", out.getvalue())

@@ -29,6 +29,8 @@ TABLES = {
     "audit_event",
     "relay_message",
     "storage_meta",
+    "treatment_course",
+    "measure_occasion",
 }
 HEAD = migrations.head_revision()
 
@@ -74,9 +76,10 @@ def test_models_and_migrations_agree(bare):
 def test_older_revision_is_outdated_and_migrates(bare, database_url):
     bare.migrate()
     bare.apply_update(1, user_id=5, chat_id=5, lang="nb", session={"a": 1}, state="q1", now=NOW)
-    # a database left at an older revision (made here by going down one step)
-    migrations.downgrade(bare._engines, "-1")
+    # a database left at an older revision (made here by going down to 0002)
+    migrations.downgrade(bare._engines, "0002")
     assert "version" not in column_names(database_url, "triage_case")
+    assert "treatment_course" not in table_names(database_url)
     assert bare.schema_status() == "outdated"
     with pytest.raises(SchemaOutdated) as info:
         bare.require_current_schema()
@@ -112,15 +115,15 @@ def test_a_revision_from_a_newer_version_is_refused(bare):
 
 
 def test_a_database_from_before_migrations_is_adopted(bare, database_url):
-    legacy = [t for name, t in SQLModel.metadata.tables.items() if name != "storage_meta"]
+    later = ("storage_meta", "treatment_course", "measure_occasion")  # revisions 0002 and 0004
+    legacy = [t for name, t in SQLModel.metadata.tables.items() if name not in later]
     SQLModel.metadata.create_all(bare.engine, tables=legacy)
     with bare.engine.begin() as conn:
         # the pre-migration tables had no case version (it came with revision 0003)
         conn.execute(text("ALTER TABLE triage_case DROP COLUMN version"))
         conn.execute(
             text(
-                "INSERT INTO duty (therapist_id, on_duty, changed_at, first_name) "
-                "VALUES (7, :t, :at, 'Kari')"
+                "INSERT INTO duty (therapist_id, on_duty, changed_at, first_name) VALUES (7, :t, :at, 'Kari')"
             ),
             {"t": True, "at": "2025-01-01 00:00:00"},
         )
@@ -231,10 +234,6 @@ def test_migrations_are_packaged():
     patterns = config["tool"]["setuptools"]["package-data"]["storage"]
     storage = ROOT / "storage"
     shipped = {p for pattern in patterns for p in storage.glob(pattern)}
-    files = {
-        p
-        for p in (storage / "migrations").rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
+    files = {p for p in (storage / "migrations").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert files and files <= shipped, sorted(str(p) for p in files - shipped)
     assert "alembic" in " ".join(config["project"]["dependencies"])

@@ -41,11 +41,10 @@ from hypothesis.stateful import (
     rule,
 )
 
-from bot.citizens import Incoming, _worth_storing
 from bot.config import Settings
 from bot.wiring import build_services
 from flows import messages
-from flows.conversation import BEFORE_SCREENING, DONE, ENDED, MAX_TEXT, ScreeningFlow
+from flows.conversation import BEFORE_SCREENING, DONE, ENDED, MAX_TEXT, ScreeningFlow, holds_data
 from flows.model import (
     Alert,
     Button,
@@ -65,6 +64,7 @@ from flows.model import (
 )
 from flows.questionnaire import LANGS, Question, load_script
 from flows.risk_text import NO_RISK, judge
+from handoff.citizens import Incoming, _worth_storing
 from storage import Cipher, SqlRepository, set_cipher
 from tests.unit.test_citizens import RecordingMessenger
 
@@ -347,7 +347,7 @@ def check_session(s: Session) -> None:
 
     if s.state in (*BEFORE_SCREENING, *ENDED):
         assert s.answers == {} and s.history == []
-    if s.state in ("new", *ENDED):
+    if not holds_data(s):
         assert not s.confirming_delete, "nothing to confirm deleting"
     if is_question(s.state):
         assert SCRIPT.should_ask(s.state, s.answers), f"at {s.state}, which is not asked"

@@ -11,7 +11,7 @@ sessions) and have paired scores (a baseline and a final measure),
 Paired completeness is the share of finished courses with paired scores (the aim is 90 %).
 Courses count in the period they *ended* (outcomes) or *started* (starts, waits).
 
-Suppression as in ``handoff/statistics.py``: a count under 5 is shown as ``"<5"``; a rate,
+Suppression as in ``reports/statistics.py``: a count under 5 is shown as ``"<5"``; a rate,
 share or median built on fewer than 5 courses is null, and so is a rate whose numerator or
 complement is 1-4 (it would give away a count under 5).
 """

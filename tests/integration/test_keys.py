@@ -322,7 +322,8 @@ def test_key_check_with_the_right_and_the_wrong_keys(database_url):
     repo = open_repo(database_url, key, migrate=True)
     fill(repo, 10)
     check = repo.key_check(sample=20)
-    assert check.sampled == 20 and check.decrypted == 20 and check.secret_decrypts
+    # spread over every encrypted column; the course tables (issue 33) are empty here
+    assert check.sampled >= 16 and check.decrypted == check.sampled and check.secret_decrypts
     assert check.all_decrypt and repo.verify_keys()
     assert repo.key_check(sample=3).sampled == 3
     repo.dispose()

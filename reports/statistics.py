@@ -337,12 +337,13 @@ def compute(
     cells: dict[str, int] = {}
     printed: set[str] = set()
     groups: list[tuple[str, list[str]]] = []
-    for monday, prefix in [*keys.items(), (None, "total/")]:
+    entries: list[tuple[date | None, str]] = [*keys.items(), (None, "total/")]
+    for week_of, prefix in entries:
         for metric in printed_metrics + hidden_metrics:
-            if monday is None:
+            if week_of is None:
                 value = sum(raw[m][metric] for m in mondays)
             else:
-                value = raw[monday][metric]
+                value = raw[week_of][metric]
             cells[prefix + metric] = value
             if metric in printed_metrics:
                 printed.add(prefix + metric)
@@ -397,7 +398,7 @@ def compute(
             )
         )
     everything = [w for m in mondays for w in waits[m]]
-    total = period("total/", "Totalt", first_monday, last_monday + timedelta(days=7), everything)
+    overall = period("total/", "Totalt", first_monday, last_monday + timedelta(days=7), everything)
     bands = {
         iid: tuple((band.code, band.label["nb"]) for band in script.instruments[iid].bands) for iid in BANDED
     }
@@ -407,7 +408,7 @@ def compute(
         timezone=getattr(tz, "key", str(tz)),
         opening_hours=opening_hours,
         weeks=tuple(weeks),
-        total=total,
+        total=overall,
         bands=bands,
         tz=tz,
     )
@@ -432,7 +433,7 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}".replace("%", " %")
 
 
-def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = [title]
     lines.append(

@@ -14,7 +14,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from flows.questionnaire import load_script
-from handoff.journal import (
+from reports.journal import (
     LOINC,
     LOINC_SYSTEM,
     ExportRefused,
@@ -286,7 +286,7 @@ def test_text_summary_of_a_high_case():
     assert "planer om selvmord" in text and "tidligere selvmordsforsøk" in text
     assert "skrev noe som kan tyde på selvmordstanker" in text
     assert "Ruting: Haster" in text
-    assert f"Ønsket kontakt: Telefon, Ettermiddag, tlf. {PHONE}" in text
+    assert f"Ønsket kontakt: Telefon, Etter kl. 12, tlf. {PHONE}" in text
     assert "Utfall: Henvist til legevakt / akutt (saken avsluttet 12.03.2025 kl. 12:30)" in text
     assert "«Å sove igjen.\n   Og å klare jobben.»" in text
     assert "- Lite interesse for eller glede av å gjøre ting: Nesten hver dag (3)" in text

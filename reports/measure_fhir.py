@@ -5,7 +5,7 @@ as LOINC goes: the panels (PHQ-9 44249-1, GAD-7 69737-5) as groups, every item b
 code (as ``linkId``, the way LOINC's own FHIR Questionnaires do it) and every answer as its
 LOINC answer code (LA6568-5 "Not at all" ... LA6571-9 "Nearly every day"), plus the totals.
 The work question, which LOINC does not have, uses this service's own code system as
-``handoff/journal.py`` does. The subject is the case label only.
+``reports/journal.py`` does. The subject is the case label only.
 
 FHIR version: the installed ``fhir.resources`` (8.x) models R5, R4B and STU3, not R4, so the
 export declares **R4B (4.3.0)**, the version it is validated against; the
@@ -19,12 +19,12 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from flows.outcomes import INSTRUMENTS
 from flows.questionnaire import Script, load_script
 from handoff.courses import END_REASONS, OSLO, Course, Measure, outcome_text
-from handoff.journal import CANONICAL_BASE, LOINC, LOINC_SYSTEM, answer_system
+from reports.journal import CANONICAL_BASE, LOINC, LOINC_SYSTEM, answer_system
 
 __all__ = [
     "FHIR_VERSION",
@@ -88,7 +88,7 @@ def _group(iid: str, measure: Measure, script: Script) -> dict[str, Any]:
         value = measure.answers.get(question.id)
         if value not in LA_ANSWERS:
             continue
-        la, la_display = LA_ANSWERS[value]
+        la, la_display = LA_ANSWERS[cast(int, value)]
         items.append(
             {
                 "linkId": ITEM_LOINC[question.id],

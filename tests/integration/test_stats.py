@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from handoff.hours import OpeningHours
-from handoff.statistics import Report, compute, format_duration, format_table, percentile
+from reports.statistics import Report, compute, format_duration, format_table, percentile
 from storage import Cipher, SqlRepository, set_cipher
 from tests.ops_support import bot_env, run_bot
 

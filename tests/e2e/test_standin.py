@@ -109,9 +109,7 @@ def app_handlers() -> list:
         CommandHandler("menu", menu),
         CallbackQueryHandler(on_button),
         MessageHandler(filters.TEXT & ~filters.COMMAND, echo),
-        MessageHandler(
-            filters.Sticker.ALL | filters.PHOTO | filters.VOICE | filters.Document.ALL, describe
-        ),
+        MessageHandler(filters.Sticker.ALL | filters.PHOTO | filters.VOICE | filters.Document.ALL, describe),
     ]
 
 
@@ -396,9 +394,7 @@ async def test_copy_forward_document_photo_and_get_chat(tg: TelegramStandIn) -> 
         with pytest.raises(BadRequest, match="(?i)message to copy not found"):
             await bot.copy_message(OTHER, USER, 999)
 
-        doc = await bot.send_document(
-            OTHER, document=b"rapport", filename="rapport.txt", caption="Vedlegg"
-        )
+        doc = await bot.send_document(OTHER, document=b"rapport", filename="rapport.txt", caption="Vedlegg")
         assert doc.document.file_name == "rapport.txt" and doc.document.file_size == 7
         assert doc.caption == "Vedlegg"
         assert tg.uploads[doc.document.file_id].data == b"rapport"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from bot.citizens import Incoming
 from bot.config import Settings
 from bot.wiring import build_services
 from flows.conversation import ScreeningFlow
 from flows.model import Button, Command, Context, Session
+from handoff.citizens import Incoming
 from storage import SqlRepository
 from tests.unit.test_citizens import RecordingMessenger, start
 

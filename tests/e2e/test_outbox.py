@@ -68,11 +68,7 @@ async def test_order_per_chat_survives_concurrency_and_retries() -> None:
         tg.fail_next("sendMessage", 500, times=2, chat_id=1)  # chat 1's first send is retried
         tg.fail_next("sendMessage", "timeout", chat_id=2, hang=0.05)  # a 504 after a delay
         chats = [1, 2, 3, 4]
-        tasks = [
-            asyncio.create_task(outbox.send(chat, f"{chat}:{n}"))
-            for n in range(25)
-            for chat in chats
-        ]
+        tasks = [asyncio.create_task(outbox.send(chat, f"{chat}:{n}")) for n in range(25) for chat in chats]
         ids = await asyncio.gather(*tasks)
     for chat in chats:
         assert tg.sends_to(chat) == [f"{chat}:{n}" for n in range(25)]
