@@ -70,7 +70,7 @@ class RecordingMessenger:
         self._ids = itertools.count(1)
 
     async def send(self, chat_id: int, text: str, options: Any = (), *, urgent: bool = False,
-                   reply_to: int | None = None) -> int:  # fmt: skip
+                   reply_to: int | None = None, replaceable: bool = False) -> int:  # fmt: skip
         self.sent += 1
         self.last[chat_id] = (text, tuple(tuple(row) for row in options))
         return next(self._ids)
