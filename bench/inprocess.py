@@ -52,12 +52,12 @@ from bench.harness import (  # noqa: E402
     percentile,
     postgres_reachable,
 )
-from bot.citizens import CitizenService, Incoming  # noqa: E402
 from bot.cli import settle_garbage_collector  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.wiring import build_services  # noqa: E402
 from flows.conversation import ScreeningFlow  # noqa: E402
 from flows.model import Button, Command, Context, Option, Say, Session, Text  # noqa: E402
+from handoff.citizens import CitizenService, Incoming  # noqa: E402
 from storage import Cipher, SqlRepository, set_cipher  # noqa: E402
 
 
